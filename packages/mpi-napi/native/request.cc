@@ -1,0 +1,141 @@
+#include "request.h"
+
+#include <vector>
+
+#include "addon.h"
+#include "errors.h"
+
+namespace mpinapi {
+namespace {
+int pending = 0;
+}  // namespace
+
+int PendingRequests() { return pending; }
+
+Napi::Function Request::DefineClass(Napi::Env env) {
+  return ObjectWrap<Request>::DefineClass(env, "NativeRequest",
+                                          {
+                                              InstanceMethod<&Request::Wait>("wait"),
+                                              InstanceMethod<&Request::Test>("test"),
+                                              InstanceAccessor<&Request::Done>("done"),
+                                          });
+}
+
+Request::Request(const Napi::CallbackInfo& info) : ObjectWrap<Request>(info) {}
+
+Napi::Value Request::Start(Napi::Env env, MPI_Request request, Kind kind, const Buffer& buffer, int divisor) {
+  Napi::Object object = GetAddonData(env).requestClass.New({});
+  Request* self = Unwrap(object);
+  self->request_ = request;
+  self->kind_ = kind;
+  self->buffer_ = buffer;
+  self->divisor_ = divisor;
+  self->done_ = false;
+  self->keepAlive_ = Napi::Persistent(Napi::Value(env, buffer.value));  // strong reference
+  self->Ref();                                                          // and to ourselves
+  ++pending;
+  return object;
+}
+
+std::string Request::Complete(int code, const MPI_Status& status) {
+  done_ = true;
+  --pending;
+  std::string problem;
+  if (code != MPI_SUCCESS) {
+    char text[MPI_MAX_ERROR_STRING];
+    int length = 0;
+    MPI_Error_string(code, text, &length);
+    problem = std::string(text, length);
+  } else if (kind_ == Kind::kRecv) {
+    int received = 0;
+    MPI_Get_count(&status, buffer_.type, &received);
+    if (received != buffer_.count) {
+      problem = "received " + std::to_string(received) + " elements into a buffer of " +
+                std::to_string(buffer_.count);
+    }
+  } else if (kind_ == Kind::kAllreduce && divisor_ != 0) {
+    DivideInPlace(buffer_, divisor_);
+  }
+  keepAlive_.Reset();
+  Unref();
+  return problem;
+}
+
+void Request::Wait(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (waited_) ThrowTypeError(env, "wait() was already called on this request");
+  waited_ = true;
+  if (done_) return;  // test() already saw it complete
+  MPI_Status status;
+  int code = MPI_Wait(&request_, &status);
+  std::string problem = Complete(code, status);
+  if (!problem.empty()) throw Napi::Error::New(env, "wait failed: " + problem);
+}
+
+Napi::Value Request::Test(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!done_) {
+    int flag = 0;
+    MPI_Status status;
+    int code = MPI_Test(&request_, &flag, &status);
+    if (flag || code != MPI_SUCCESS) {
+      std::string problem = Complete(code, status);
+      if (!problem.empty()) throw Napi::Error::New(env, "test failed: " + problem);
+    }
+  }
+  return Napi::Boolean::New(env, done_);
+}
+
+Napi::Value Request::Done(const Napi::CallbackInfo& info) { return Napi::Boolean::New(info.Env(), done_); }
+
+Napi::Value WaitAll(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!info[0].IsArray()) ThrowTypeError(env, "waitAll expects an array of requests");
+  Napi::Array array = info[0].As<Napi::Array>();
+  Napi::Function requestClass = GetAddonData(env).requestClass.Value();
+  uint32_t n = array.Length();
+
+  // First check every entry, so that a bad one leaves all requests as they were.
+  std::vector<Request*> requests;
+  requests.reserve(n);
+  auto undo = [&requests] {
+    for (Request* r : requests) r->waited_ = false;
+  };
+  for (uint32_t i = 0; i < n; ++i) {
+    Napi::Value item = array[i];
+    if (!item.IsObject() || !item.As<Napi::Object>().InstanceOf(requestClass)) {
+      undo();
+      ThrowTypeError(env, "waitAll: item " + std::to_string(i) + " is not a request");
+    }
+    Request* r = Request::Unwrap(item.As<Napi::Object>());
+    if (r->waited_) {  // also catches the same request listed twice
+      undo();
+      ThrowTypeError(env, "waitAll: wait() was already called on request " + std::to_string(i));
+    }
+    r->waited_ = true;
+    requests.push_back(r);
+  }
+
+  // MPI_Waitall on the ones still pending (test() may have completed some already).
+  std::vector<Request*> waiting;
+  std::vector<MPI_Request> handles;
+  for (Request* r : requests) {
+    if (!r->done_) {
+      waiting.push_back(r);
+      handles.push_back(r->request_);
+    }
+  }
+  std::vector<MPI_Status> statuses(handles.size());
+  int code = MPI_Waitall(static_cast<int>(handles.size()), handles.data(), statuses.data());
+  std::string firstProblem;
+  for (size_t i = 0; i < waiting.size(); ++i) {
+    // On failure MPI reports each request's own code in its status (MPI_ERR_IN_STATUS).
+    int own = code == MPI_SUCCESS ? MPI_SUCCESS : code == MPI_ERR_IN_STATUS ? statuses[i].MPI_ERROR : code;
+    std::string problem = waiting[i]->Complete(own, statuses[i]);
+    if (firstProblem.empty()) firstProblem = problem;
+  }
+  if (!firstProblem.empty()) throw Napi::Error::New(env, "waitAll failed: " + firstProblem);
+  return env.Undefined();
+}
+
+}  // namespace mpinapi

@@ -1,0 +1,107 @@
+// The launcher, picotron-ts's torchrun: a train script calls ensureLaunched() first thing,
+// and when it needs several ranks but was started as a plain `node train.ts`, the script
+// starts itself again under mpirun, once per rank, and waits for the job:
+//
+//   await ensureLaunched({ worldSize: dp * tp * pp * cp });
+//   const world = init(); // every rank continues here
+//
+// The parent process only runs mpirun and exits with the job's exit code; it prints nothing
+// of its own.
+import { spawn } from "node:child_process";
+import { availableParallelism, constants } from "node:os";
+import { isUnderMpi, jobSize } from "./env.ts";
+import { LineRelay } from "./output.ts";
+
+export { isUnderMpi, localRank, localWorldSize, threadsPerRank } from "./env.ts";
+
+export interface LaunchOptions {
+  /** Ranks in the job: the product of the parallel sizes (dp x tp x pp x cp). */
+  worldSize: number;
+  /** An OpenMPI hostfile naming the machines (and their slots) of a job over several. */
+  hostfile?: string;
+  /** More mpirun arguments, passed on as they are. */
+  mpirunArgs?: readonly string[];
+}
+
+export interface MpirunCommand {
+  command: string;
+  args: string[];
+  env: NodeJS.ProcessEnv;
+}
+
+/** The mpirun command that runs this same script (same node, flags and arguments) on every rank. */
+export function mpirunCommand(options: LaunchOptions): MpirunCommand {
+  const { worldSize, hostfile, mpirunArgs = [] } = options;
+  const args = ["-n", String(worldSize)];
+  // Ranks run the tensor library's own threads; binding each rank to one core (OpenMPI's
+  // default for small jobs) would squeeze those threads onto it.
+  args.push("--bind-to", "none");
+  // Lets the relay in output.ts put the ranks' lines back together (see there).
+  args.push("--tag-output");
+  if (hostfile !== undefined) args.push("--hostfile", hostfile);
+  // On one machine, mpirun refuses more ranks than cores unless told otherwise.
+  else if (worldSize > availableParallelism()) args.push("--oversubscribe");
+  args.push(...mpirunArgs);
+  // process.execArgv keeps node's own flags, such as the --import that loads tsx.
+  args.push(process.execPath, ...process.execArgv, ...process.argv.slice(1));
+
+  const env = { ...process.env };
+  if (process.getuid?.() === 0) {
+    // OpenMPI refuses to run as root unless both are set (containers and CI run as root).
+    env.OMPI_ALLOW_RUN_AS_ROOT = "1";
+    env.OMPI_ALLOW_RUN_AS_ROOT_CONFIRM = "1";
+  }
+  return { command: "mpirun", args, env };
+}
+
+/**
+ * Makes sure this script runs as one rank of a `worldSize`-rank MPI job. Returns at once
+ * under mpirun (after checking the job has worldSize ranks) or when worldSize is 1.
+ * Otherwise runs the script under mpirun and exits with the job's exit code: the returned
+ * promise never settles in that case, so nothing after `await ensureLaunched(...)` runs in
+ * the parent.
+ */
+export async function ensureLaunched(options: LaunchOptions): Promise<void> {
+  const { worldSize } = options;
+  if (!Number.isInteger(worldSize) || worldSize < 1) {
+    throw new RangeError(`worldSize must be a positive integer, got ${worldSize}`);
+  }
+  if (isUnderMpi()) {
+    const size = jobSize();
+    if (size !== undefined && size !== worldSize) {
+      throw new Error(`this MPI job has ${size} ranks, but the configuration needs ${worldSize}`);
+    }
+    return;
+  }
+  if (worldSize === 1) return;
+  process.exit(await runJob(mpirunCommand(options)));
+}
+
+/** Runs mpirun with the ranks' output relayed line by line; resolves to its exit code. */
+function runJob({ command, args, env }: MpirunCommand): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(command, args, { env, stdio: ["inherit", "pipe", "pipe"] });
+    const stdout = new LineRelay((text) => process.stdout.write(text));
+    const stderr = new LineRelay((text) => process.stderr.write(text));
+    child.stdout.on("data", (chunk: Buffer) => stdout.push(chunk));
+    child.stderr.on("data", (chunk: Buffer) => stderr.push(chunk));
+
+    // Ctrl-C or a kill aimed at the launcher reaches mpirun, which ends the ranks.
+    const forward = (signal: NodeJS.Signals) => child.kill(signal);
+    process.on("SIGINT", forward);
+    process.on("SIGTERM", forward);
+
+    child.on("error", (error: NodeJS.ErrnoException) => {
+      reject(
+        error.code === "ENOENT"
+          ? new Error("mpirun was not found: apt-get install openmpi-bin libopenmpi-dev")
+          : error,
+      );
+    });
+    child.on("close", (code, signal) => {
+      stdout.end();
+      stderr.end();
+      resolve(code ?? 128 + (signal === null ? 0 : constants.signals[signal]));
+    });
+  });
+}

@@ -1,0 +1,25 @@
+// A train script in miniature: started as a plain `node --import tsx launch.ts OUT_DIR MODE N`,
+// it relaunches itself under mpirun with N ranks. MODE:
+//   sum   - every rank reports an allreduce; rank 0 prints one line
+//   lines - every rank prints many long lines at once (the launcher must keep them whole)
+//   fail  - the last rank throws
+import { init, localWorldSize, printIf } from "../../src/index.ts";
+import { ensureLaunched } from "../../src/launcher.ts";
+import { writeResults } from "./fixtures.ts";
+
+const [outDir, mode, ranks] = process.argv.slice(2) as [string, string, string];
+await ensureLaunched({ worldSize: Number(ranks) });
+
+const world = init();
+const { rank, size } = world;
+if (mode === "sum") {
+  const sum = new Int32Array([rank + 1]);
+  world.allreduce(sum);
+  writeResults(outDir, rank, { sum: [sum[0]!], size: [size], localWorldSize: [localWorldSize()] });
+  printIf(rank === 0, `sum ${sum[0]} over ${size} ranks`);
+} else if (mode === "lines") {
+  for (let i = 0; i < 1500; i++) printIf(true, `rank ${rank} line ${i} ${String(rank).repeat(100)}`);
+} else if (mode === "fail" && rank === size - 1) {
+  throw new Error(`failure on rank ${rank}`);
+}
+world.barrier();

@@ -1,0 +1,182 @@
+// Reverse-mode autograd in the style of micrograd: every op output remembers a Node (its inputs and a
+// closure that maps the output's gradient to the inputs' gradients); backward() walks the graph in
+// reverse topological order. Leaves accumulate into .grad and then fire their post-accumulate hooks.
+import type { Tensor } from "./tensor.ts";
+
+export class Node {
+  constructor(
+    readonly name: string,
+    /** The inputs that need a gradient (null where an input does not). */
+    readonly inputs: readonly (Tensor | null)[],
+    /** Releases its saved tensors when set to null after use. */
+    public backwardFn: ((grad: Tensor) => (Tensor | null)[]) | null,
+  ) {}
+}
+
+let gradEnabled = true;
+
+export function isGradEnabled(): boolean {
+  return gradEnabled;
+}
+
+/** Runs fn without recording a graph (like torch.no_grad()). */
+export function noGrad<T>(fn: () => T): T {
+  const prev = gradEnabled;
+  gradEnabled = false;
+  try {
+    return fn();
+  } finally {
+    gradEnabled = prev;
+  }
+}
+
+/** Tensors reachable from root through gradFn edges, each after every tensor that consumes it. */
+function reverseTopological(root: Tensor): { order: Tensor[]; leafEdges: Map<Tensor, number> } {
+  const order: Tensor[] = [];
+  const leafEdges = new Map<Tensor, number>();
+  const visited = new Set<Tensor>();
+  // iterative DFS (graphs of deep models would overflow the JS stack recursively)
+  const stack: [Tensor, number][] = [[root, 0]];
+  visited.add(root);
+  while (stack.length > 0) {
+    const top = stack[stack.length - 1]!;
+    const [t, i] = top;
+    const inputs = t.gradFn?.inputs ?? [];
+    if (i < inputs.length) {
+      top[1]++;
+      const child = inputs[i];
+      if (!child) continue;
+      if (child.isLeaf) leafEdges.set(child, (leafEdges.get(child) ?? 0) + 1);
+      else if (!visited.has(child)) {
+        visited.add(child);
+        stack.push([child, 0]);
+      }
+    } else {
+      stack.pop();
+      order.push(t);
+    }
+  }
+  return { order: order.reverse(), leafEdges };
+}
+
+function accumulate(t: Tensor, g: Tensor, owned: boolean): void {
+  if (g.shape.length !== t.shape.length || g.shape.some((d, i) => d !== t.shape[i])) {
+    throw new Error(`gradient shape [${g.shape}] does not match tensor shape [${t.shape}]`);
+  }
+  if (t.grad === null) {
+    // Adopt a gradient no one else holds; copy one that may be shared (an op can hand the same
+    // gradient to several inputs, or a view of its own incoming gradient).
+    t.grad = owned && g.offset === 0 && g.storage.length === g.numel && g.isContiguous() ? g : g.clone();
+    return;
+  }
+  if (!t.grad.isContiguous()) throw new Error("a leaf's .grad must be contiguous to accumulate into it");
+  const dst = t.grad.values() as Float32Array;
+  const src = g.values() as Float32Array;
+  for (let i = 0; i < dst.length; i++) dst[i] += src[i]!;
+}
+
+/** True when `grad` is a fresh buffer: not the incoming gradient and not handed to another input. */
+function isOwned(grad: Tensor, incoming: Tensor, all: (Tensor | null)[]): boolean {
+  if (grad.storage === incoming.storage) return false;
+  let uses = 0;
+  for (const x of all) if (x && x.storage === grad.storage) uses++;
+  return uses === 1;
+}
+
+export function backward(root: Tensor, gradOutput?: Tensor): void {
+  if (!root.requiresGrad) throw new Error("backward: tensor does not require grad (no graph was recorded)");
+  let seed = gradOutput;
+  if (!seed) {
+    if (root.numel !== 1) {
+      throw new Error(
+        `backward() without a gradient needs a scalar, got shape [${root.shape}]; pass gradOutput`,
+      );
+    }
+    seed = root.clone();
+    (seed.storage as Float32Array).fill(1);
+  } else if (seed.shape.length !== root.shape.length || seed.shape.some((d, i) => d !== root.shape[i])) {
+    throw new Error(`backward: gradOutput shape [${seed.shape}] does not match output shape [${root.shape}]`);
+  }
+  if (root.isLeaf) {
+    accumulate(root, seed, false);
+    for (const h of root.postAccumulateGradHooks) h(root);
+    return;
+  }
+  const { order, leafEdges } = reverseTopological(root);
+  const grads = new Map<Tensor, Tensor>([[root, seed]]);
+  for (const t of order) {
+    const g = grads.get(t);
+    grads.delete(t);
+    const node = t.gradFn!;
+    const fn = node.backwardFn;
+    if (!fn) throw new Error(`backward through ${node.name} a second time: its saved tensors were freed`);
+    node.backwardFn = null;
+    if (g && t.retainsGrad) accumulate(t, g, false);
+    const inputGrads = g ? fn(g) : [];
+    node.inputs.forEach((input, i) => {
+      if (!input) return;
+      const gi = inputGrads[i];
+      if (input.isLeaf) {
+        if (gi) accumulate(input, gi, isOwned(gi, g!, inputGrads));
+        const left = leafEdges.get(input)! - 1;
+        leafEdges.set(input, left);
+        if (left === 0) for (const h of input.postAccumulateGradHooks) h(input);
+      } else if (gi) {
+        const prev = grads.get(input);
+        grads.set(input, prev ? addGrads(prev, gi) : gi);
+      }
+    });
+  }
+}
+
+function addGrads(a: Tensor, b: Tensor): Tensor {
+  const out = a.clone();
+  const dst = out.storage as Float32Array;
+  const src = b.values() as Float32Array;
+  for (let i = 0; i < dst.length; i++) dst[i] += src[i]!;
+  return out;
+}
+
+/** What a custom function's forward may stash for its backward (like PyTorch's ctx). */
+export interface FunctionCtx {
+  saved: Tensor[];
+  [key: string]: unknown;
+}
+
+export interface FunctionSpec<Args extends Tensor[]> {
+  name: string;
+  /** Runs without recording a graph; returns the output. */
+  forward(ctx: FunctionCtx, ...args: Args): Tensor;
+  /** The gradient of each argument (null where none), given the output's gradient. */
+  backward(ctx: FunctionCtx, grad: Tensor): (Tensor | null)[];
+}
+
+/**
+ * A differentiable function written by hand (torch.autograd.Function): tensor parallelism's
+ * Copy/Reduce/Gather and context parallelism's ring attention are built with it.
+ *   const Copy = defineFunction({ name: "Copy", forward: (_ctx, x) => x.clone(), backward: (_ctx, g) => [allReduce(g)] });
+ */
+export function defineFunction<Args extends Tensor[]>(spec: FunctionSpec<Args>): (...args: Args) => Tensor {
+  return (...args: Args) => {
+    const ctx: FunctionCtx = { saved: [] };
+    const out = noGrad(() => spec.forward(ctx, ...args));
+    if (!gradEnabled || !args.some((a) => a.requiresGrad)) return out;
+    // The output must be a fresh node even when forward returned an input (identity forward).
+    const result = out.gradFn === null && !args.includes(out) ? out : out.detach();
+    result.requiresGrad = true;
+    result.gradFn = new Node(
+      spec.name,
+      args.map((a) => (a.requiresGrad ? a : null)),
+      (g) => {
+        const grads = spec.backward(ctx, g);
+        if (grads.length !== args.length) {
+          throw new Error(
+            `${spec.name}.backward returned ${grads.length} gradients for ${args.length} inputs`,
+          );
+        }
+        return grads;
+      },
+    );
+    return result;
+  };
+}

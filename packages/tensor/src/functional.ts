@@ -1,0 +1,14 @@
+// torch.nn.functional's counterpart: the differentiable ops by their PyTorch names.
+export {
+  linear,
+  matmul,
+  embedding,
+  rmsNorm as rms_norm,
+  silu,
+  swiglu,
+  applyRotaryEmb as apply_rotary_emb,
+  causalAttention as causal_attention,
+  crossEntropy as cross_entropy,
+  cat,
+  split,
+} from "./ops/index.ts";

@@ -1,0 +1,22 @@
+// @picotron/tensor: the project's "torch".
+export {
+  Tensor,
+  tensor,
+  zeros,
+  ones,
+  full,
+  arange,
+  numelOf,
+  shapeStr,
+  withGrad,
+  type DType,
+} from "./tensor.ts";
+export { noGrad, isGradEnabled, defineFunction, type FunctionCtx, type FunctionSpec } from "./autograd.ts";
+export { Generator, fillRandom, type Distribution } from "./random.ts";
+export { setNumThreads, getNumThreads, kernelCacheSize } from "./kernels/ort.ts";
+export { loadSafetensors, saveSafetensors, serializeSafetensors, SafetensorsError } from "./safetensors.ts";
+export * as F from "./functional.ts";
+export * as nn from "./nn/index.ts";
+export * as optim from "./optim/index.ts";
+export { copyInto, gemm } from "./ops/index.ts";
+export { gradcheck, type GradcheckResult } from "./gradcheck.ts";

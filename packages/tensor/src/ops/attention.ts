@@ -1,0 +1,134 @@
+// Causal self-attention with grouped-query attention (GQA), forward and backward each one ORT graph.
+// GQA without repeating K/V: query head h uses KV head h / rep (repeat_interleave order), so the
+// queries of one KV group are laid out as [batch, kv_heads, rep * seq, head_dim] and multiply that
+// group's K/V directly; dK/dV then sum over the group for free.
+import { kernel, type TypedGraph } from "../kernels/ort.ts";
+import { Tensor, withGrad, shapeStr } from "../tensor.ts";
+
+const masks = new Map<number, Float32Array>();
+/** [seq, seq] additive causal mask: 0 on and below the diagonal, -inf above. */
+function causalMask(s: number): Float32Array {
+  let m = masks.get(s);
+  if (!m) {
+    m = new Float32Array(s * s);
+    for (let i = 0; i < s; i++) for (let j = i + 1; j < s; j++) m[i * s + j] = -Infinity;
+    masks.set(s, m);
+  }
+  return m;
+}
+
+interface Dims {
+  b: number;
+  s: number;
+  nh: number;
+  nkv: number;
+  d: number;
+}
+
+/** [b, s, heads, d] -> [b, kv, rep*s, d] (queries) or [b, kv, s, d] (keys/values). */
+function toGrouped(g: TypedGraph, x: string, { b, s, nkv, nh, d }: Dims, heads: number): string {
+  const t = g.op("Transpose", [x], { perm: [0, 2, 1, 3] }); // [b, heads, s, d]
+  return heads === nkv ? t : g.op("Reshape", [t, g.constInt64([b, nkv, (nh / nkv) * s, d])]);
+}
+/** Inverse of toGrouped for queries: [b, kv, rep*s, d] -> [b, s, nh, d]. */
+function fromGrouped(g: TypedGraph, x: string, { b, s, nh, d }: Dims): string {
+  const t = g.op("Reshape", [x, g.constInt64([b, nh, s, d])]);
+  return g.op("Transpose", [t], { perm: [0, 2, 1, 3] });
+}
+
+/**
+ * softmax(q k^T / sqrt(d) + causal) v.
+ * q: [batch, seq, heads, head_dim]; k, v: [batch, seq, kv_heads, head_dim] -> [batch, seq, heads, head_dim].
+ */
+export function causalAttention(q: Tensor, k: Tensor, v: Tensor): Tensor {
+  if (q.ndim !== 4 || k.ndim !== 4 || v.ndim !== 4) {
+    throw new RangeError(`attention: expected 4-d [batch, seq, heads, head_dim], got ${shapeStr(q.shape)}`);
+  }
+  const [b, s, nh, d] = q.shape as [number, number, number, number];
+  const nkv = k.shape[2]!;
+  if (
+    k.shape[0] !== b ||
+    k.shape[1] !== s ||
+    k.shape[3] !== d ||
+    v.shape.some((x, i) => x !== k.shape[i]) ||
+    nh % nkv !== 0
+  ) {
+    throw new RangeError(
+      `attention: q ${shapeStr(q.shape)}, k ${shapeStr(k.shape)}, v ${shapeStr(v.shape)} do not fit (GQA needs heads % kv_heads == 0)`,
+    );
+  }
+  const dims: Dims = { b, s, nh, nkv, d };
+  const rep = nh / nkv;
+  const scale = 1 / Math.sqrt(d);
+  const qShape = [b, s, nh, d];
+  const kvShape = [b, s, nkv, d];
+  const pShape = [b, nkv, rep, s, s]; // attention probabilities, saved for backward
+  const out = new Float32Array(q.numel);
+  const probs = new Float32Array(b * nh * s * s);
+  const qv = q.values() as Float32Array;
+  const kv = k.values() as Float32Array;
+  const vv = v.values() as Float32Array;
+  kernel(`Attention|${qShape}|${kvShape}`, (g) => {
+    const qg = toGrouped(g, g.input("q", "float32", qShape), dims, nh);
+    const kT = g.op("Transpose", [g.input("k", "float32", kvShape)], { perm: [0, 2, 3, 1] }); // [b, kv, d, s]
+    const vg = toGrouped(g, g.input("v", "float32", kvShape), dims, nkv);
+    const mask = g.input("mask", "float32", [s, s]);
+    const scores = g.op("Mul", [
+      g.op("MatMul", [qg, kT]),
+      g.op("Constant", [], { value_float: { float: scale } }),
+    ]);
+    const masked = g.op("Add", [g.op("Reshape", [scores, g.constInt64(pShape)]), mask]);
+    const p = g.op("Softmax", [masked], { axis: -1 });
+    const o = g.op("MatMul", [g.op("Reshape", [p, g.constInt64([b, nkv, rep * s, s])]), vg]);
+    g.output(fromGrouped(g, o, dims), "float32", qShape);
+    g.output(p, "float32", pShape);
+  }).run(
+    [
+      { data: qv, shape: qShape },
+      { data: kv, shape: kvShape },
+      { data: vv, shape: kvShape },
+      { data: causalMask(s), shape: [s, s] },
+    ],
+    [
+      { data: out, shape: qShape },
+      { data: probs, shape: pShape },
+    ],
+  );
+  return withGrad(new Tensor(out, qShape), "CausalAttention", [q, k, v], (grad) => {
+    const dq = new Float32Array(q.numel);
+    const dk = new Float32Array(k.numel);
+    const dv = new Float32Array(v.numel);
+    kernel(`AttentionBackward|${qShape}|${kvShape}`, (g) => {
+      const qg = toGrouped(g, g.input("q", "float32", qShape), dims, nh); // [b, kv, rep*s, d]
+      const kg = toGrouped(g, g.input("k", "float32", kvShape), dims, nkv); // [b, kv, s, d]
+      const vg = toGrouped(g, g.input("v", "float32", kvShape), dims, nkv);
+      const p = g.op("Reshape", [g.input("p", "float32", pShape), g.constInt64([b, nkv, rep * s, s])]);
+      const dO = toGrouped(g, g.input("dout", "float32", qShape), dims, nh);
+      const t = (x: string) => g.op("Transpose", [x], { perm: [0, 1, 3, 2] });
+      // dV = P^T dO;  dP = dO V^T;  dS = P * (dP - rowsum(dP * P)) / sqrt(d);  dQ = dS K;  dK = dS^T Q
+      const dV = g.op("MatMul", [t(p), dO]);
+      const dP = g.op("MatMul", [dO, t(vg)]);
+      const rowDot = g.op("ReduceSum", [g.op("Mul", [dP, p]), g.constInt64([-1])], { keepdims: 1 });
+      const scaleC = g.op("Constant", [], { value_float: { float: scale } });
+      const dS = g.op("Mul", [g.op("Mul", [p, g.op("Sub", [dP, rowDot])]), scaleC]);
+      const back = (x: string) => g.op("Transpose", [x], { perm: [0, 2, 1, 3] }); // [b, kv, s, d] -> [b, s, kv, d]
+      g.output(fromGrouped(g, g.op("MatMul", [dS, kg]), dims), "float32", qShape);
+      g.output(back(g.op("MatMul", [t(dS), qg])), "float32", kvShape);
+      g.output(back(dV), "float32", kvShape);
+    }).run(
+      [
+        { data: qv, shape: qShape },
+        { data: kv, shape: kvShape },
+        { data: vv, shape: kvShape },
+        { data: probs, shape: pShape },
+        { data: grad.values() as Float32Array, shape: qShape },
+      ],
+      [
+        { data: dq, shape: qShape },
+        { data: dk, shape: kvShape },
+        { data: dv, shape: kvShape },
+      ],
+    );
+    return [new Tensor(dq, q.shape), new Tensor(dk, k.shape), new Tensor(dv, v.shape)];
+  });
+}

@@ -1,0 +1,28 @@
+// Embedding lookup: out[b, s, :] = weight[ids[b, s], :]. Backward scatter-adds rows into a dense dW.
+import { Tensor, withGrad, shapeStr } from "../tensor.ts";
+
+export function embedding(ids: Tensor, weight: Tensor): Tensor {
+  if (ids.dtype !== "int32") throw new TypeError(`embedding: ids must be int32, got ${ids.dtype}`);
+  if (weight.ndim !== 2)
+    throw new RangeError(`embedding: weight must be [vocab, dim], got ${shapeStr(weight.shape)}`);
+  const [vocab, dim] = weight.shape as [number, number];
+  const idx = ids.values() as Int32Array;
+  const w = weight.values() as Float32Array;
+  const out = new Float32Array(idx.length * dim);
+  for (let i = 0; i < idx.length; i++) {
+    const id = idx[i]!;
+    if (id < 0 || id >= vocab)
+      throw new RangeError(`embedding: token id ${id} is outside the vocabulary [0, ${vocab})`);
+    out.set(w.subarray(id * dim, id * dim + dim), i * dim);
+  }
+  return withGrad(new Tensor(out, [...ids.shape, dim]), "Embedding", [weight], (g) => {
+    const dy = g.values() as Float32Array;
+    const dw = new Float32Array(vocab * dim);
+    for (let i = 0; i < idx.length; i++) {
+      const src = i * dim;
+      const dst = idx[i]! * dim;
+      for (let j = 0; j < dim; j++) dw[dst + j] += dy[src + j]!;
+    }
+    return [new Tensor(dw, weight.shape)];
+  });
+}

@@ -1,0 +1,232 @@
+import { describe, expect, it } from "vitest";
+import {
+  Generator,
+  Tensor,
+  F,
+  gradcheck,
+  tensor,
+  noGrad,
+  defineFunction,
+  kernelCacheSize,
+} from "../index.ts";
+
+const gen = new Generator(7, "ops-test");
+function rand(shape: number[], scale = 1): Tensor {
+  const n = shape.reduce((a, b) => a * b, 1);
+  return new Tensor(
+    Float32Array.from({ length: n }, () => (gen.random() * 2 - 1) * scale),
+    shape,
+  );
+}
+function ids(shape: number[], vocab: number): Tensor {
+  const n = shape.reduce((a, b) => a * b, 1);
+  return new Tensor(
+    Int32Array.from({ length: n }, () => gen.randint(vocab)),
+    shape,
+  );
+}
+const TOL = 2e-2; // float32 central differences with eps 1e-2
+
+describe("gradient checks (finite differences)", () => {
+  it("add, sub, mul, scale", () => {
+    expect(gradcheck((a, b) => a.add(b), [rand([3, 4]), rand([3, 4])]).maxRelErr).toBeLessThan(TOL);
+    expect(gradcheck((a, b) => a.sub(b), [rand([3, 4]), rand([3, 4])]).maxRelErr).toBeLessThan(TOL);
+    expect(gradcheck((a, b) => a.mul(b), [rand([3, 4]), rand([3, 4])]).maxRelErr).toBeLessThan(TOL);
+    expect(gradcheck((a) => a.mul(-2.5), [rand([5])]).maxRelErr).toBeLessThan(TOL);
+  });
+  it("sum and mean", () => {
+    expect(gradcheck((a) => a.sum(), [rand([2, 3])]).maxRelErr).toBeLessThan(TOL);
+    expect(gradcheck((a) => a.mean(), [rand([2, 3])]).maxRelErr).toBeLessThan(TOL);
+  });
+  it("linear", () => {
+    expect(gradcheck((x, w) => F.linear(x, w), [rand([2, 3, 5]), rand([4, 5])]).maxRelErr).toBeLessThan(TOL);
+  });
+  it("matmul: batched and with a broadcast 2-d right side", () => {
+    expect(gradcheck((a, b) => F.matmul(a, b), [rand([2, 3, 4]), rand([2, 4, 5])]).maxRelErr).toBeLessThan(
+      TOL,
+    );
+    expect(gradcheck((a, b) => F.matmul(a, b), [rand([2, 3, 4]), rand([4, 5])]).maxRelErr).toBeLessThan(TOL);
+  });
+  it("embedding", () => {
+    const i = ids([2, 3], 5);
+    expect(gradcheck((w) => F.embedding(i, w), [rand([5, 4])]).maxRelErr).toBeLessThan(TOL);
+  });
+  it("rms_norm", () => {
+    expect(gradcheck((x, w) => F.rms_norm(x, w, 1e-5), [rand([3, 8]), rand([8])]).maxRelErr).toBeLessThan(
+      TOL,
+    );
+  });
+  it("silu and swiglu", () => {
+    expect(gradcheck((x) => F.silu(x), [rand([10], 3)]).maxRelErr).toBeLessThan(TOL);
+    expect(gradcheck((g, u) => F.swiglu(g, u), [rand([10], 3), rand([10])]).maxRelErr).toBeLessThan(TOL);
+  });
+  it("rotary embedding", () => {
+    const s = 3;
+    const d = 4;
+    const ang = Array.from({ length: s * d }, (_, k) => Math.floor(k / d) * 0.7 * (1 + (k % (d / 2))));
+    const cos = tensor(ang.map(Math.cos), [s, d]);
+    const sin = tensor(ang.map(Math.sin), [s, d]);
+    expect(gradcheck((x) => F.apply_rotary_emb(x, cos, sin), [rand([2, s, 2, d])]).maxRelErr).toBeLessThan(
+      TOL,
+    );
+  });
+  it("causal attention with GQA (4 query heads, 2 KV heads)", () => {
+    const r = gradcheck(
+      (q, k, v) => F.causal_attention(q, k, v),
+      [rand([2, 5, 4, 3]), rand([2, 5, 2, 3]), rand([2, 5, 2, 3])],
+    );
+    expect(r.maxRelErr).toBeLessThan(TOL);
+  });
+  it("cross entropy, with an ignored target", () => {
+    const t = tensor([1, -100, 3, 0], [4], "int32");
+    expect(gradcheck((x) => F.cross_entropy(x, t), [rand([4, 6], 2)]).maxRelErr).toBeLessThan(TOL);
+  });
+  it("views: reshape, transpose, narrow, split, cat", () => {
+    expect(
+      gradcheck(
+        (a) =>
+          a
+            .transpose(0, 1)
+            .reshape(6)
+            .mul(tensor([1, 2, 3, 4, 5, 6])),
+        [rand([2, 3])],
+      ).maxRelErr,
+    ).toBeLessThan(TOL);
+    expect(gradcheck((a) => a.narrow(1, 1, 2).contiguous(), [rand([3, 4])]).maxRelErr).toBeLessThan(TOL);
+    expect(
+      gradcheck(
+        (a) => {
+          const [x, y] = a.split(2, 1);
+          return F.cat([y!, x!], 1);
+        },
+        [rand([3, 4])],
+      ).maxRelErr,
+    ).toBeLessThan(TOL);
+  });
+  it("a custom function (defineFunction): hand-written backward", () => {
+    const cube = defineFunction({
+      name: "Cube",
+      forward: (ctx, x: Tensor) => {
+        ctx.saved = [x];
+        return new Tensor(
+          (x.values() as Float32Array).map((v) => v * v * v),
+          x.shape,
+        );
+      },
+      backward: (ctx, g) => [
+        new Tensor(
+          (ctx.saved[0]!.values() as Float32Array).map((v, i) => 3 * v * v * g.values()[i]!),
+          g.shape,
+        ),
+      ],
+    });
+    expect(gradcheck((x) => cube(x), [rand([6])]).maxRelErr).toBeLessThan(TOL);
+  });
+});
+
+describe("forward values", () => {
+  it("matches hand-computed results", () => {
+    const x = tensor([1, 2, 3, 4], [2, 2]);
+    const w = tensor([1, 0, 1, 1], [2, 2]);
+    expect(F.linear(x, w).toArray()).toEqual([1, 3, 3, 7]);
+    const loss = F.cross_entropy(tensor([0, 0], [1, 2]), tensor([1], [1], "int32"));
+    expect(loss.item()).toBeCloseTo(Math.log(2), 6);
+    const n = F.rms_norm(tensor([3, 4], [1, 2]), tensor([1, 2]), 0);
+    const rms = Math.sqrt(12.5);
+    expect(n.toArray()[0]).toBeCloseTo(3 / rms, 6);
+    expect(n.toArray()[1]).toBeCloseTo(8 / rms, 6);
+  });
+  it("attention attends only to the past: the first position copies its own value", () => {
+    const q = rand([1, 3, 2, 4]);
+    const k = rand([1, 3, 1, 4]);
+    const v = rand([1, 3, 1, 4]);
+    const out = noGrad(() => F.causal_attention(q, k, v)).values();
+    const v0 = v.values().slice(0, 4);
+    expect(Array.from(out.slice(0, 4))).toEqual(Array.from(v0).map((x) => expect.closeTo(x, 6)));
+    expect(Array.from(out.slice(4, 8))).toEqual(Array.from(v0).map((x) => expect.closeTo(x, 6)));
+  });
+});
+
+describe("shape errors", () => {
+  it("names the shapes", () => {
+    expect(() => F.linear(rand([2, 3]), rand([4, 5]))).toThrow(/\[2, 3\].*\[4, 5\]/);
+    expect(() => rand([2, 3]).add(rand([3, 2]))).toThrow(/\[2, 3\] and \[3, 2\]/);
+    expect(() => rand([6]).reshape(4, -1)).toThrow(/cannot reshape 6 elements/);
+    expect(() => F.embedding(tensor([9], [1], "int32"), rand([5, 2]))).toThrow(/token id 9/);
+    expect(() => F.cross_entropy(rand([2, 3]), tensor([0, 7], [2], "int32"))).toThrow(/target 7/);
+    expect(() => rand([2]).backward()).toThrow(/does not require grad/);
+  });
+});
+
+describe("kernels", () => {
+  it("the blocked linear (more than 4096 outputs) equals x @ W^T from matmul, with gradients", () => {
+    const x = rand([3, 8]);
+    const w = rand([9000, 8]);
+    x.requiresGrad = true;
+    w.requiresGrad = true;
+    const y = F.linear(x, w);
+    const r = rand([3, 9000]);
+    y.backward(r);
+    const [gx, gw] = [x.grad!.toArray(), w.grad!.toArray()];
+    x.grad = null;
+    w.grad = null;
+    const ref = F.matmul(x, w.transpose(0, 1));
+    ref.backward(r);
+    const maxDiff = (a: number[], b: number[]) => a.reduce((m, v, i) => Math.max(m, Math.abs(v - b[i]!)), 0);
+    expect(maxDiff(y.toArray(), ref.toArray())).toBeLessThan(1e-5);
+    expect(maxDiff(gx, x.grad!.toArray())).toBeLessThan(1e-4);
+    expect(maxDiff(gw, w.grad!.toArray())).toBeLessThan(1e-5);
+  });
+
+  it("compiles each op signature once and reuses the session", () => {
+    const a = rand([4, 7]);
+    const b = rand([5, 7]);
+    F.linear(a, b);
+    const n = kernelCacheSize();
+    F.linear(rand([4, 7]), rand([5, 7]));
+    expect(kernelCacheSize()).toBe(n);
+    F.linear(rand([4, 7]), rand([6, 7]));
+    expect(kernelCacheSize()).toBe(n + 1);
+  });
+
+  it("gradcheck catches a wrong backward", () => {
+    const wrong = defineFunction({
+      name: "WrongSquare",
+      forward: (_ctx, x: Tensor) =>
+        new Tensor(
+          (x.values() as Float32Array).map((v) => v * v),
+          x.shape,
+        ),
+      backward: (_ctx, g) => [g], // should be 2 x g
+    });
+    expect(gradcheck((x) => wrong(x), [rand([4], 2)]).maxRelErr).toBeGreaterThan(0.1);
+  });
+});
+
+describe("autograd engine", () => {
+  it("accumulates into leaves across backward calls and fires post-accumulate hooks once per pass", () => {
+    const w = rand([3]);
+    w.requiresGrad = true;
+    const seen: number[] = [];
+    w.registerPostAccumulateGradHook((t) => seen.push(t.grad!.toArray()[0]!));
+    // w is used twice in the graph: the hook must wait for both contributions
+    const loss = () => w.mul(w).add(w).sum();
+    loss().backward();
+    const g1 = w.grad!.toArray();
+    loss().backward();
+    expect(w.grad!.toArray().map((v, i) => v / g1[i]!)).toEqual([2, 2, 2].map((x) => expect.closeTo(x, 6)));
+    expect(seen).toEqual([g1[0], 2 * g1[0]!].map((x) => expect.closeTo(x, 5)));
+  });
+
+  it("retains non-leaf gradients on request, detaches, and records nothing under noGrad", () => {
+    const x = rand([2]);
+    x.requiresGrad = true;
+    const y = x.mul(3).retainGrad();
+    y.sum().backward();
+    expect(y.grad!.toArray()).toEqual([1, 1]);
+    expect(x.grad!.toArray()).toEqual([3, 3]);
+    expect(y.detach().requiresGrad).toBe(false);
+    expect(noGrad(() => x.mul(2)).requiresGrad).toBe(false);
+    expect(() => y.sum().backward()).toThrow(/second time/);
+  });
+});

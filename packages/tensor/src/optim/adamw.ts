@@ -1,0 +1,137 @@
+// AdamW with PyTorch's semantics: decoupled weight decay, bias-corrected moments.
+//   p <- p * (1 - lr * wd)
+//   m <- b1 m + (1 - b1) g;   v <- b2 v + (1 - b2) g^2
+//   p <- p - (lr / (1 - b1^t)) * m / (sqrt(v) / sqrt(1 - b2^t) + eps)
+import { Tensor } from "../tensor.ts";
+
+export interface AdamWOptions {
+  lr?: number;
+  betas?: [number, number];
+  eps?: number;
+  weightDecay?: number;
+}
+
+export class AdamW {
+  lr: number;
+  readonly betas: [number, number];
+  readonly eps: number;
+  readonly weightDecay: number;
+  /** Number of steps taken (t in the bias corrections). */
+  stepCount = 0;
+  private readonly expAvg: Float32Array[];
+  private readonly expAvgSq: Float32Array[];
+
+  constructor(
+    readonly params: Tensor[],
+    { lr = 1e-3, betas = [0.9, 0.999], eps = 1e-8, weightDecay = 0.01 }: AdamWOptions = {},
+  ) {
+    if (!(lr >= 0)) throw new RangeError(`AdamW: invalid learning rate ${lr}`);
+    if (!(betas[0] >= 0 && betas[0] < 1 && betas[1] >= 0 && betas[1] < 1)) {
+      throw new RangeError(`AdamW: betas must be in [0, 1), got [${betas}]`);
+    }
+    if (!(eps >= 0) || !(weightDecay >= 0)) throw new RangeError("AdamW: eps and weight decay must be >= 0");
+    this.lr = lr;
+    this.betas = betas;
+    this.eps = eps;
+    this.weightDecay = weightDecay;
+    this.expAvg = params.map((p) => new Float32Array(p.numel));
+    this.expAvgSq = params.map((p) => new Float32Array(p.numel));
+  }
+
+  /**
+   * Clears gradients. Like PyTorch's zero_grad(set_to_none=True) by default: the next backward adopts its
+   * fresh gradient buffers instead of adding into zeros. setToNone=false zeroes in place (for gradients
+   * that live in buffers someone else owns, like data parallelism's buckets).
+   */
+  zeroGrad(setToNone = true): void {
+    for (const p of this.params) {
+      if (setToNone) p.grad = null;
+      else if (p.grad) (p.grad.values() as Float32Array).fill(0);
+    }
+  }
+
+  step(): void {
+    this.stepCount++;
+    const [b1, b2] = this.betas;
+    const t = this.stepCount;
+    const stepSize = this.lr / (1 - b1 ** t);
+    const bc2Sqrt = Math.sqrt(1 - b2 ** t);
+    const decay = 1 - this.lr * this.weightDecay;
+    this.params.forEach((p, i) => {
+      if (p.grad)
+        adamwUpdate(
+          p.storage as Float32Array,
+          p.grad.values() as Float32Array,
+          this.expAvg[i]!,
+          this.expAvgSq[i]!,
+          b1,
+          b2,
+          stepSize,
+          bc2Sqrt,
+          decay,
+          this.eps,
+        );
+    });
+  }
+
+  /** Moments as tensors named `state.{i}.exp_avg` / `.exp_avg_sq`, plus the step count. */
+  stateDict(): { step: number; tensors: Record<string, Tensor> } {
+    const tensors: Record<string, Tensor> = {};
+    this.params.forEach((p, i) => {
+      tensors[`state.${i}.exp_avg`] = new Tensor(this.expAvg[i]!, p.shape);
+      tensors[`state.${i}.exp_avg_sq`] = new Tensor(this.expAvgSq[i]!, p.shape);
+    });
+    return { step: this.stepCount, tensors };
+  }
+
+  loadStateDict({ step, tensors }: { step: number; tensors: Record<string, Tensor> }): void {
+    const expected = 2 * this.params.length;
+    if (Object.keys(tensors).length !== expected) {
+      throw new Error(
+        `AdamW.loadStateDict: ${Object.keys(tensors).length} state tensors for ${this.params.length} parameters (expected ${expected})`,
+      );
+    }
+    this.params.forEach((p, i) => {
+      for (const [key, dst] of [
+        ["exp_avg", this.expAvg[i]!],
+        ["exp_avg_sq", this.expAvgSq[i]!],
+      ] as const) {
+        const t = tensors[`state.${i}.${key}`];
+        if (!t || t.numel !== p.numel) {
+          throw new Error(
+            `AdamW.loadStateDict: state.${i}.${key} is missing or does not match parameter ${i} (${p.numel} elements)`,
+          );
+        }
+        dst.set(t.values() as Float32Array);
+      }
+    });
+    this.stepCount = step;
+  }
+}
+
+/** The fused per-element update: one pass over weights, gradient and both moments. */
+function adamwUpdate(
+  w: Float32Array,
+  g: Float32Array,
+  m: Float32Array,
+  v: Float32Array,
+  b1: number,
+  b2: number,
+  stepSize: number,
+  bc2Sqrt: number,
+  decay: number,
+  eps: number,
+): void {
+  const c1 = 1 - b1;
+  const c2 = 1 - b2;
+  const invBc2Sqrt = 1 / bc2Sqrt;
+  const n = w.length;
+  for (let j = 0; j < n; j++) {
+    const gj = g[j]!;
+    const mj = b1 * m[j]! + c1 * gj;
+    const vj = b2 * v[j]! + c2 * gj * gj;
+    m[j] = mj;
+    v[j] = vj;
+    w[j] = w[j]! * decay - (stepSize * mj) / (Math.sqrt(vj) * invBc2Sqrt + eps);
+  }
+}

@@ -1,0 +1,3 @@
+export { AdamW, type AdamWOptions } from "./adamw.ts";
+export { clipGradNorm, gradSquaredSum } from "./clip.ts";
+export { constantLR, warmupCosineLR, type Schedule } from "./lr_scheduler.ts";

@@ -1,0 +1,102 @@
+import { describe, expect, it } from "vitest";
+import { optim, nn, Tensor, tensor } from "../index.ts";
+
+function param(values: number[]): nn.Parameter {
+  const p = new nn.Parameter([values.length]);
+  p.storage.set(values);
+  return p;
+}
+
+describe("AdamW", () => {
+  it("matches a hand-computed update (PyTorch's formula) over two steps", () => {
+    const p = param([1, -2]);
+    const opt = new optim.AdamW([p], { lr: 0.1, betas: [0.9, 0.99], eps: 1e-8, weightDecay: 0.1 });
+    const grads = [
+      [0.5, -1],
+      [0.25, 2],
+    ];
+    // reference, written out: decay, moments, bias corrections
+    const w = [1, -2];
+    const m = [0, 0];
+    const v = [0, 0];
+    for (let t = 1; t <= 2; t++) {
+      p.grad = tensor(grads[t - 1]!);
+      opt.step();
+      for (let i = 0; i < 2; i++) {
+        const g = grads[t - 1]![i]!;
+        w[i] = w[i]! * (1 - 0.1 * 0.1);
+        m[i] = 0.9 * m[i]! + 0.1 * g;
+        v[i] = 0.99 * v[i]! + 0.01 * g * g;
+        const mhat = m[i]! / (1 - 0.9 ** t);
+        const vhat = v[i]! / (1 - 0.99 ** t);
+        w[i] = w[i]! - (0.1 * mhat) / (Math.sqrt(vhat) + 1e-8);
+      }
+      expect(p.toArray()[0]).toBeCloseTo(w[0]!, 6);
+      expect(p.toArray()[1]).toBeCloseTo(w[1]!, 6);
+    }
+    // the first step moves each weight by about lr (sign of the gradient), the Adam signature
+    expect(opt.stepCount).toBe(2);
+  });
+
+  it("skips parameters without a gradient and round-trips its state", () => {
+    const a = param([1]);
+    const b = param([1]);
+    const opt = new optim.AdamW([a, b], { lr: 0.1 });
+    a.grad = tensor([1]);
+    opt.step();
+    expect(b.toArray()).toEqual([1]);
+    expect(a.toArray()[0]).toBeLessThan(1);
+    const other = new optim.AdamW([param([0]), param([0])]);
+    other.loadStateDict(opt.stateDict());
+    expect(other.stepCount).toBe(1);
+    expect(other.stateDict().tensors["state.0.exp_avg"]!.toArray()[0]).toBeCloseTo(0.1, 6);
+    expect(() => new optim.AdamW([param([0])]).loadStateDict(opt.stateDict())).toThrow(
+      /4 state tensors for 1 parameters/,
+    );
+    expect(() => new optim.AdamW([param([0, 0]), param([0])]).loadStateDict(opt.stateDict())).toThrow(
+      /state.0.exp_avg/,
+    );
+  });
+
+  it("zeroGrad sets gradients to null, or zeroes them in place", () => {
+    const p = param([1, 2]);
+    const opt = new optim.AdamW([p]);
+    p.grad = tensor([3, 4]);
+    const buf = p.grad;
+    opt.zeroGrad(false);
+    expect(p.grad).toBe(buf);
+    expect(buf.toArray()).toEqual([0, 0]);
+    opt.zeroGrad();
+    expect(p.grad).toBeNull();
+  });
+
+  it("rejects bad hyper-parameters", () => {
+    expect(() => new optim.AdamW([], { lr: -1 })).toThrow(/learning rate/);
+    expect(() => new optim.AdamW([], { betas: [1, 0.9] })).toThrow(/betas/);
+  });
+});
+
+describe("clipGradNorm", () => {
+  it("scales gradients to the max norm and returns the norm before", () => {
+    const p = param([0, 0]);
+    p.grad = new Tensor(new Float32Array([3, 4]), [2]);
+    expect(optim.clipGradNorm([p], 1)).toBeCloseTo(5, 6);
+    expect(p.grad.toArray()[0]).toBeCloseTo(0.6, 5);
+    expect(p.grad.toArray()[1]).toBeCloseTo(0.8, 5);
+    expect(optim.clipGradNorm([p], 10)).toBeCloseTo(1, 4); // under the max: unchanged
+    expect(p.grad.toArray()[0]).toBeCloseTo(0.6, 5);
+  });
+});
+
+describe("LR schedules", () => {
+  it("warms up linearly, then decays along a cosine to the minimum", () => {
+    const s = optim.warmupCosineLR(1, 4, 12, 0.1);
+    expect([0, 1, 2, 3].map((i) => s.lrAt(i))).toEqual([0.25, 0.5, 0.75, 1]);
+    expect(s.lrAt(4)).toBeCloseTo(1, 9);
+    expect(s.lrAt(8)).toBeCloseTo(0.55, 9);
+    expect(s.lrAt(12)).toBeCloseTo(0.1, 9);
+    expect(s.lrAt(100)).toBeCloseTo(0.1, 9);
+    expect(optim.constantLR(0.3).lrAt(7)).toBe(0.3);
+    expect(() => optim.warmupCosineLR(1, 5, 4)).toThrow(/warmup/);
+  });
+});
