@@ -37,7 +37,12 @@ export class LineRelay {
     let text = this.#held + chunk.toString("latin1");
     const lastBracket = text.lastIndexOf("[");
     const tail = text.slice(lastBracket);
-    if (lastBracket >= 0 && tail.length < MAX_TAG_LENGTH && !tail.includes("\n") && !TAG_AT_START.test(tail)) {
+    if (
+      lastBracket >= 0 &&
+      tail.length < MAX_TAG_LENGTH &&
+      !tail.includes("\n") &&
+      !TAG_AT_START.test(tail)
+    ) {
       this.#held = tail;
       text = text.slice(0, lastBracket);
     } else {

@@ -32,7 +32,9 @@ function expectedResults(size: number, rank: number): Results {
   const all = (length: number) => ranks.map((r) => inputs(r, length));
   const expected: Results = {};
   for (const dtype of DTYPES) {
-    const ops = dtype.startsWith("Float") ? (["sum", "max", "min", "avg"] as const) : (["sum", "max", "min"] as const);
+    const ops = dtype.startsWith("Float")
+      ? (["sum", "max", "min", "avg"] as const)
+      : (["sum", "max", "min"] as const);
     for (const op of ops) expected[`allreduce.${op}.${dtype}`] = reduce(all(5), op);
     expected[`allreduceInto.max.${dtype}`] = reduce(all(5), "max");
     expected[`allreduceInto.send.${dtype}`] = inputs(rank, 5);
@@ -59,7 +61,10 @@ function expectedResults(size: number, rank: number): Results {
     const me = members.indexOf(rank);
     const n = members.length;
     expected[`${name}.shape`] = [me, n];
-    expected[`${name}.allreduce`] = [members.reduce((s, r) => s + r + 1, 0), members.reduce((s, r) => s + 10 * (r + 1), 0)];
+    expected[`${name}.allreduce`] = [
+      members.reduce((s, r) => s + r + 1, 0),
+      members.reduce((s, r) => s + 10 * (r + 1), 0),
+    ];
     expected[`${name}.allgather`] = members;
     expected[`${name}.broadcast`] = [members[n - 1]! * 3];
     expected[`${name}.sendrecv`] = [members[(me - 1 + n) % n]!];

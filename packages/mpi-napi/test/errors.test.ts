@@ -59,7 +59,9 @@ test("wrong arguments and wrong states throw TypeError or RangeError, MPI failur
   const receiver = readResults<ErrorResults>(dir, 1);
   expect(receiver["mpi.truncate"]).toEqual(["Error", expect.stringContaining("MPI_ERR_TRUNCATE")]);
   expect(receiver["recv.short"]).toEqual(["RangeError", "received 2 elements into a buffer of 4"]);
-  expect(readResults<ErrorResults>(dir, 0)["dtype.mixed"]![1]).toBe("mixed dtypes: Float32Array and Float64Array");
+  expect(readResults<ErrorResults>(dir, 0)["dtype.mixed"]![1]).toBe(
+    "mixed dtypes: Float32Array and Float64Array",
+  );
 });
 
 test.each([

@@ -11,7 +11,9 @@ export const packageDir = dirname(dirname(fileURLToPath(import.meta.url)));
 export function requireMpirun(): void {
   const probe = spawnSync("mpirun", ["--version"], { encoding: "utf8" });
   if (probe.error || probe.status !== 0) {
-    throw new Error("mpirun is not available: these tests need OpenMPI (apt-get install openmpi-bin libopenmpi-dev)");
+    throw new Error(
+      "mpirun is not available: these tests need OpenMPI (apt-get install openmpi-bin libopenmpi-dev)",
+    );
   }
 }
 

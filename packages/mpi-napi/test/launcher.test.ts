@@ -7,7 +7,11 @@ import { plainEnv, readResults, report, requireMpirun, run, runWorkers, tempDir 
 
 /** `node --import tsx test/workers/launch.ts ...args`, from a shell that knows nothing of MPI. */
 function launch(args: string[]) {
-  return run(process.execPath, ["--import", "tsx", join("test", "workers", "launch.ts"), ...args], plainEnv());
+  return run(
+    process.execPath,
+    ["--import", "tsx", join("test", "workers", "launch.ts"), ...args],
+    plainEnv(),
+  );
 }
 
 describe("mpirunCommand", () => {
@@ -36,7 +40,11 @@ describe("mpirunCommand", () => {
     const cores = availableParallelism();
     expect(mpirunCommand({ worldSize: cores }).args).not.toContain("--oversubscribe");
     expect(mpirunCommand({ worldSize: cores + 1 }).args).toContain("--oversubscribe");
-    const withHosts = mpirunCommand({ worldSize: cores + 1, hostfile: "hosts.txt", mpirunArgs: ["-x", "PATH"] });
+    const withHosts = mpirunCommand({
+      worldSize: cores + 1,
+      hostfile: "hosts.txt",
+      mpirunArgs: ["-x", "PATH"],
+    });
     expect(withHosts.args).not.toContain("--oversubscribe");
     expect(withHosts.args.join(" ")).toContain("--hostfile hosts.txt -x PATH");
   });

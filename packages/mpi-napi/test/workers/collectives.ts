@@ -11,20 +11,28 @@ const results: Results = {};
 
 function make(dtype: DtypeName, length: number): Buffer {
   switch (dtype) {
-    case "Float32Array": return new Float32Array(length);
-    case "Float64Array": return new Float64Array(length);
-    case "Int32Array": return new Int32Array(length);
-    case "BigInt64Array": return new BigInt64Array(length);
+    case "Float32Array":
+      return new Float32Array(length);
+    case "Float64Array":
+      return new Float64Array(length);
+    case "Int32Array":
+      return new Int32Array(length);
+    case "BigInt64Array":
+      return new BigInt64Array(length);
   }
 }
 
-/** A buffer holding inputValue(of, 0..length-1). */
-function input(dtype: DtypeName, length: number, of = rank): Buffer {
+/** inputValue(of, 0..length-1) */
+function inputs(of: number, length: number): number[] {
+  return Array.from({ length }, (_, i) => inputValue(of, i));
+}
+
+/** A buffer of the given dtype holding this rank's inputs. */
+function input(dtype: DtypeName, length: number): Buffer {
   const buf = make(dtype, length);
-  for (let i = 0; i < length; i++) {
-    if (buf instanceof BigInt64Array) buf[i] = BigInt(inputValue(of, i));
-    else buf[i] = inputValue(of, i);
-  }
+  const values = inputs(rank, length);
+  if (buf instanceof BigInt64Array) buf.set(values.map(BigInt));
+  else buf.set(values);
   return buf;
 }
 
@@ -67,17 +75,17 @@ for (const dtype of DTYPES) {
 {
   const flat = new Float64Array(12).fill(100);
   const view = flat.subarray(4, 9);
-  view.set(input("Float64Array", 5));
+  view.set(inputs(rank, 5));
   world.allreduce(view, "sum");
   record("subarray.allreduce", flat);
 
   const gathered = new Float32Array(3 * size).fill(-1);
-  gathered.set(input("Float32Array", 3), 3 * rank);
+  gathered.set(inputs(rank, 3), 3 * rank);
   world.allgather(gathered.subarray(3 * rank, 3 * rank + 3), gathered); // in place
   record("allgather.inplace", gathered);
 
   const outgoing = new Int32Array(10).fill(-7);
-  outgoing.set(input("Int32Array", 4), 6);
+  outgoing.set(inputs(rank, 4), 6);
   const incoming = new Int32Array(10).fill(-9);
   // Even ranks send first and odd ranks receive first, so the blocking calls pair up.
   const sendPart = outgoing.subarray(6, 10);
@@ -95,10 +103,16 @@ for (const dtype of DTYPES) {
 // --- Non-blocking: a ring of isend/irecv, and an iallreduce overlapped with computation.
 {
   const incoming = new Float64Array(6);
-  const requests: Request[] = [world.irecv(incoming, prev, 7), world.isend(input("Float64Array", 6), next, 7)];
+  const requests: Request[] = [
+    world.irecv(incoming, prev, 7),
+    world.isend(input("Float64Array", 6), next, 7),
+  ];
   waitAll(requests);
   record("isendIrecv.ring", incoming);
-  record("isendIrecv.done", requests.map((r) => (r.done ? 1 : 0)));
+  record(
+    "isendIrecv.done",
+    requests.map((r) => (r.done ? 1 : 0)),
+  );
 
   const big = new Float32Array(1 << 20);
   for (let i = 0; i < big.length; i++) big[i] = inputValue(rank, i % 11);
@@ -183,7 +197,12 @@ for (const dtype of DTYPES) {
     comm.broadcast(root, comm.size - 1);
     record(`${name}.broadcast`, root);
     const fromPrev = new Float32Array(1);
-    comm.sendrecv(new Float32Array([rank]), (comm.rank + 1) % comm.size, fromPrev, (comm.rank - 1 + comm.size) % comm.size);
+    comm.sendrecv(
+      new Float32Array([rank]),
+      (comm.rank + 1) % comm.size,
+      fromPrev,
+      (comm.rank - 1 + comm.size) % comm.size,
+    );
     record(`${name}.sendrecv`, fromPrev);
     const viaRequest = new Int32Array([rank]);
     comm.iallreduce(viaRequest, "max").wait();

@@ -13,7 +13,8 @@ function attempt(name: string, action: () => unknown): void {
     action();
     errors[name] = ["none", ""];
   } catch (error) {
-    errors[name] = error instanceof Error ? [error.constructor.name, error.message] : ["thrown", String(error)];
+    errors[name] =
+      error instanceof Error ? [error.constructor.name, error.message] : ["thrown", String(error)];
   }
 }
 
@@ -65,7 +66,9 @@ else attempt("recv.short", () => comm.recv(f32(4), 0, 22));
   attempt("test.afterWait", () => {
     if (requests[0]!.test() !== true) throw new Error("test() after completion should be true");
   });
-  attempt("waitAll.notRequest", () => waitAll([{ wait() {}, test: () => true, done: true }] as unknown as Request[]));
+  attempt("waitAll.notRequest", () =>
+    waitAll([{ wait() {}, test: () => true, done: true }] as unknown as Request[]),
+  );
   attempt("waitAll.notArray", () => waitAll("no" as unknown as Request[]));
 }
 
