@@ -7,7 +7,7 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import yargs from "yargs";
 import { hideBin } from "yargs/helpers";
-import { gemm, Generator, optim, setNumThreads } from "@picotron/tensor";
+import { Generator, measurePeakFlops, optim, setNumThreads } from "@picotron/tensor";
 import type { LlamaConfig } from "./config.ts";
 import { Llama, lossFn } from "./model.ts";
 import { randint } from "./utils.ts";
@@ -46,22 +46,6 @@ const tokensPerStep = args.mbs * args.seq;
 /** picotron's FLOPs per token: 6N + 12 L H S (N counts every parameter, embedding included). */
 function flopsPerToken(n: number): number {
   return 6 * n + 12 * config.num_hidden_layers * config.hidden_size * args.seq;
-}
-
-/** Peak single-kernel throughput on this machine: a large square MatMul in the same kernel library. */
-function measurePeakGflops(): number {
-  const n = 1024;
-  const gen = new Generator(0, "peak");
-  const a = Float32Array.from({ length: n * n }, () => gen.random());
-  const b = Float32Array.from({ length: n * n }, () => gen.random());
-  gemm(a, b, n, n, n, false, false);
-  let best = Infinity;
-  for (let i = 0; i < 5; i++) {
-    const t = performance.now();
-    gemm(a, b, n, n, n, false, false);
-    best = Math.min(best, performance.now() - t);
-  }
-  return (2 * n ** 3) / (best / 1e3) / 1e9;
 }
 
 function median(xs: number[]): number {
@@ -135,7 +119,7 @@ function torchRound(): { step_s: number; tokens_per_s: number; impl: string } {
   return JSON.parse(out.trim().split("\n").pop()!);
 }
 
-const peak = measurePeakGflops();
+const peak = measurePeakFlops() / 1e9;
 const withTorch = args.torch && torchAvailable();
 const ours: number[] = [];
 const theirs: number[] = [];

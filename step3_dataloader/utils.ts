@@ -1,7 +1,9 @@
 // Small helpers shared by the step's scripts (the tutorial's utils.py).
-import { Generator, Tensor } from "@picotron/tensor";
+import fs from "node:fs";
+import path from "node:path";
+import type { LlamaConfig } from "./config.ts";
 
-/** Prints only where asked (later steps pass is_print_rank for the rank that logs). */
+/** Prints only where asked (is_print_rank: the rank that logs). */
 export function print(message: string, isPrintRank = true): void {
   if (isPrintRank) console.log(message);
 }
@@ -19,11 +21,41 @@ export function toReadableFormat(n: number, precision = 2): string {
   return n.toFixed(precision);
 }
 
-/** torch.randint(0, high, shape) from a seeded generator. */
-export function randint(gen: Generator, high: number, shape: number[]): Tensor {
-  const n = shape.reduce((a, b) => a * b, 1);
-  return new Tensor(
-    Int32Array.from({ length: n }, () => gen.randint(high)),
-    shape,
-  );
+/**
+ * Model FLOPs utilization, picotron's formula: 6N + 12 L H S FLOPs per token (forward + backward),
+ * against the peak FLOP/s measured on this rank's threads. Returns a percentage.
+ */
+export function getMfu(tokensPerSecondPerRank: number, numParams: number, config: LlamaConfig, seqLen: number, peakFlops: number): number {
+  const flopsPerToken = 6 * numParams + 12 * config.num_hidden_layers * config.hidden_size * seqLen;
+  return ((tokensPerSecondPerRank * flopsPerToken) / peakFlops) * 100;
+}
+
+/** One JSON object per line in runs_dir/run_name/metrics.jsonl, read by the sanity check and dashboard. */
+export class MetricsLogger {
+  readonly file: string;
+  constructor(runsDir: string, runName: string, config: Record<string, unknown>, append: boolean) {
+    const dir = path.join(runsDir, runName);
+    fs.mkdirSync(dir, { recursive: true });
+    fs.writeFileSync(path.join(dir, "config.json"), JSON.stringify(config, null, 1));
+    this.file = path.join(dir, "metrics.jsonl");
+    if (!append) fs.writeFileSync(this.file, "");
+  }
+  log(metrics: Record<string, number>): void {
+    fs.appendFileSync(this.file, JSON.stringify(metrics) + "\n");
+  }
+}
+
+/**
+ * Ctrl-C / SIGTERM ask the loop to stop after the current step (which then saves a checkpoint); a second
+ * signal exits at once. Under mpirun the launcher turns the user's Ctrl-C into SIGUSR1 for every rank.
+ */
+export function installStopHandler(): { readonly requested: boolean } {
+  const flag = { requested: false };
+  const onSignal = (sig: NodeJS.Signals) => {
+    if (flag.requested) process.exit(130);
+    flag.requested = true;
+    console.error(`\n${sig}: finishing the current step, then saving and exiting (again to quit now)`);
+  };
+  for (const sig of ["SIGINT", "SIGTERM", "SIGUSR1"] as const) process.on(sig, onSignal);
+  return flag;
 }

@@ -16,8 +16,7 @@
       "include_dirs": ["<!@(node scripts/mpi-flags.mjs include_dirs)"],
       # mpi.h would also pull in MPI's long-deprecated C++ bindings, which we don't use.
       "defines": ["OMPI_SKIP_MPICXX", "MPICH_SKIP_MPICXX"],
-      "cflags": ["<!@(node scripts/mpi-flags.mjs cflags)", "-O2"],
-      "cflags_cc": ["-std=c++17"],
+      "cflags": ["<!@(node scripts/mpi-flags.mjs cflags)"],
       "libraries": ["<!@(node scripts/mpi-flags.mjs libraries)"],
       "ldflags": ["<!@(node scripts/mpi-flags.mjs ldflags)"]
     }

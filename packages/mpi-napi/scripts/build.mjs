@@ -32,7 +32,9 @@ if (!flags || !flags.include_dirs.some((dir) => existsSync(join(dir, "mpi.h"))))
   );
 }
 
-const args = ["rebuild"];
+// configure + build (not rebuild): make only recompiles what changed, so a later
+// `pnpm install` is quick and never deletes a working addon while another process loads it.
+const args = ["configure", "build"];
 // Node lives in <prefix>/bin/node and its headers in <prefix>/include/node.
 const nodeDir = dirname(dirname(process.execPath));
 if (existsSync(join(nodeDir, "include", "node", "common.gypi"))) args.push(`--nodedir=${nodeDir}`);

@@ -1,9 +1,20 @@
 // The launcher: a script that needs several ranks starts itself under mpirun.
+import { spawn } from "node:child_process";
+import { readdirSync, readFileSync } from "node:fs";
 import { availableParallelism } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeAll, describe, expect, test } from "vitest";
 import { mpirunCommand } from "../src/launcher.ts";
-import { plainEnv, readResults, report, requireMpirun, run, runWorkers, tempDir } from "./helpers.ts";
+import {
+  packageDir,
+  plainEnv,
+  readResults,
+  report,
+  requireMpirun,
+  run,
+  runWorkers,
+  tempDir,
+} from "./helpers.ts";
 
 /** `node --import tsx test/workers/launch.ts ...args`, from a shell that knows nothing of MPI. */
 function launch(args: string[]) {
@@ -12,6 +23,20 @@ function launch(args: string[]) {
     ["--import", "tsx", join("test", "workers", "launch.ts"), ...args],
     plainEnv(),
   );
+}
+
+/** Processes whose command line mentions `text`. */
+function processesMentioning(text: string): number[] {
+  return readdirSync("/proc")
+    .filter((entry) => /^\d+$/.test(entry))
+    .filter((pid) => {
+      try {
+        return readFileSync(`/proc/${pid}/cmdline`, "utf8").includes(text);
+      } catch {
+        return false; // gone meanwhile
+      }
+    })
+    .map(Number);
 }
 
 describe("mpirunCommand", () => {
@@ -96,5 +121,30 @@ describe("ensureLaunched", () => {
     const outcome = runWorkers(1, "launch.ts", [tempDir(), "sum", "2"]);
     expect(outcome.code).not.toBe(0);
     expect(outcome.stderr).toContain("this MPI job has 1 ranks, but the configuration needs 2");
+  });
+
+  test("killing the launcher ends mpirun and every rank", async () => {
+    const dir = tempDir(); // on every rank's command line, so we can look for leftovers
+    const script = join("test", "workers", "launch.ts");
+    const launcher = spawn(process.execPath, ["--import", "tsx", script, dir, "wait", "2"], {
+      cwd: packageDir,
+      env: plainEnv(),
+    });
+    const exited = new Promise<number | null>((resolve) => launcher.on("close", (code) => resolve(code)));
+    let output = "";
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`the ranks never got ready: ${output}`)), 30_000);
+      launcher.stdout.on("data", (chunk: Buffer) => {
+        output += chunk.toString();
+        if (output === "ready\nready\n") {
+          clearTimeout(timer);
+          resolve();
+        }
+      });
+    });
+    expect(processesMentioning(dir).length).toBeGreaterThanOrEqual(3); // launcher, mpirun, ranks
+    launcher.kill("SIGTERM");
+    expect(await exited).not.toBe(0);
+    expect(processesMentioning(dir)).toEqual([]);
   });
 });

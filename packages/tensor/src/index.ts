@@ -14,6 +14,7 @@ export {
 export { noGrad, isGradEnabled, defineFunction, type FunctionCtx, type FunctionSpec } from "./autograd.ts";
 export { Generator, fillRandom, type Distribution } from "./random.ts";
 export { setNumThreads, getNumThreads, kernelCacheSize } from "./kernels/ort.ts";
+export { measurePeakFlops } from "./peak.ts";
 export { loadSafetensors, saveSafetensors, serializeSafetensors, SafetensorsError } from "./safetensors.ts";
 export * as F from "./functional.ts";
 export * as nn from "./nn/index.ts";

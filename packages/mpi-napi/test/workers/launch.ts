@@ -3,6 +3,7 @@
 //   sum   - every rank reports an allreduce; rank 0 prints one line
 //   lines - every rank prints many long lines at once (the launcher must keep them whole)
 //   fail  - the last rank throws
+//   wait  - every rank prints "ready", then waits for ever (until the launcher is killed)
 import { init, localWorldSize, printIf } from "../../src/index.ts";
 import { ensureLaunched } from "../../src/launcher.ts";
 import { writeResults } from "./fixtures.ts";
@@ -21,5 +22,8 @@ if (mode === "sum") {
   for (let i = 0; i < 1500; i++) printIf(true, `rank ${rank} line ${i} ${String(rank).repeat(100)}`);
 } else if (mode === "fail" && rank === size - 1) {
   throw new Error(`failure on rank ${rank}`);
+} else if (mode === "wait") {
+  printIf(true, "ready");
+  setInterval(() => {}, 1000);
 }
 world.barrier();

@@ -1,0 +1,28 @@
+// The CPU's peak matrix throughput, measured: MFU (model FLOPs utilization) needs a peak, and a CPU has no
+// datasheet number we can trust inside a VM. A large square MatMul in the same kernel library is the best
+// this machine does on one rank's threads.
+import { Generator } from "./random.ts";
+import { gemm } from "./ops/matmul.ts";
+import { getNumThreads } from "./kernels/ort.ts";
+
+const cache = new Map<string, number>();
+
+/** FLOP/s of a 1024^3 MatMul (best of 5) with the current kernel thread count. */
+export function measurePeakFlops(n = 1024): number {
+  const key = `${n}|${getNumThreads()}`;
+  const cached = cache.get(key);
+  if (cached) return cached;
+  const gen = new Generator(0, "peak");
+  const a = Float32Array.from({ length: n * n }, () => gen.random());
+  const b = Float32Array.from({ length: n * n }, () => gen.random());
+  gemm(a, b, n, n, n, false, false); // compile the kernel
+  let best = Infinity;
+  for (let i = 0; i < 5; i++) {
+    const t = performance.now();
+    gemm(a, b, n, n, n, false, false);
+    best = Math.min(best, performance.now() - t);
+  }
+  const flops = (2 * n ** 3) / (best / 1e3);
+  cache.set(key, flops);
+  return flops;
+}
