@@ -25,9 +25,17 @@ const args = yargs(argv)
   .usage("Step 2: one training step of the tutorial's Llama on every rank of a dp x pp x tp grid")
   .options({
     // Environment
-    omp_num_threads: { type: "number", coerce: positive("omp_num_threads"), describe: "CPU threads per rank (default: cores / ranks)" },
+    omp_num_threads: {
+      type: "number",
+      coerce: positive("omp_num_threads"),
+      describe: "CPU threads per rank (default: cores / ranks)",
+    },
     // Model
-    model_name: { type: "string", default: "HuggingFaceTB/SmolLM-360M-Instruct", describe: "preset, local dir with config.json, or hub id" },
+    model_name: {
+      type: "string",
+      default: "HuggingFaceTB/SmolLM-360M-Instruct",
+      describe: "preset, local dir with config.json, or hub id",
+    },
     num_hidden_layers: { type: "number", default: 32, coerce: positive("num_hidden_layers") },
     num_attention_heads: { type: "number", default: 16, coerce: positive("num_attention_heads") },
     num_key_value_heads: { type: "number", default: 4, coerce: positive("num_key_value_heads") },

@@ -19,51 +19,112 @@ export function parseArgs(processArgv: string[]) {
   if (argv[0] === "--") argv.shift();
   const args = yargs(argv)
     .scriptName("train")
-    .usage("Step 3: train the tutorial's Llama on real text (defaults: a small model on the built-in stories)")
+    .usage(
+      "Step 3: train the tutorial's Llama on real text (defaults: a small model on the built-in stories)",
+    )
     .options({
       // Environment
-      omp_num_threads: { type: "number", coerce: positiveInt("omp_num_threads"), describe: "CPU threads per rank (default: cores / ranks)" },
+      omp_num_threads: {
+        type: "number",
+        coerce: positiveInt("omp_num_threads"),
+        describe: "CPU threads per rank (default: cores / ranks)",
+      },
       // Model
-      model_name: { type: "string", default: "HuggingFaceTB/SmolLM-135M", describe: "preset, local dir with config.json, or hub id" },
+      model_name: {
+        type: "string",
+        default: "HuggingFaceTB/SmolLM-135M",
+        describe: "preset, local dir with config.json, or hub id",
+      },
       num_hidden_layers: { type: "number", default: 2, coerce: positiveInt("num_hidden_layers") },
       num_attention_heads: { type: "number", default: 9, coerce: positiveInt("num_attention_heads") },
       num_key_value_heads: { type: "number", default: 3, coerce: positiveInt("num_key_value_heads") },
-      init_from_pretrained: { type: "boolean", default: false, describe: "load --model_name (a local HF Llama dir: config.json + model.safetensors)" },
+      init_from_pretrained: {
+        type: "boolean",
+        default: false,
+        describe: "load --model_name (a local HF Llama dir: config.json + model.safetensors)",
+      },
       // Dataset
-      dataset_name: { type: "string", default: "builtin:stories", describe: "builtin:stories, a .txt/.jsonl/.parquet file, or a hub dataset id" },
-      tokenizer_name: { type: "string", describe: "bytes, a local dir with tokenizer.json, or a hub id (default: from --model_name, else bytes)" },
+      dataset_name: {
+        type: "string",
+        default: "builtin:stories",
+        describe: "builtin:stories, a .txt/.jsonl/.parquet file, or a hub dataset id",
+      },
+      tokenizer_name: {
+        type: "string",
+        describe:
+          "bytes, a local dir with tokenizer.json, or a hub id (default: from --model_name, else bytes)",
+      },
       // Training
       seed: { type: "number", default: 42 },
       learning_rate: { type: "number", default: 1e-3, coerce: nonNegative("learning_rate") },
-      lr_scheduler: { choices: ["constant", "cosine"] as const, default: "cosine" as const, describe: "cosine: linear warmup, then cosine decay to --min_lr" },
+      lr_scheduler: {
+        choices: ["constant", "cosine"] as const,
+        default: "cosine" as const,
+        describe: "cosine: linear warmup, then cosine decay to --min_lr",
+      },
       warmup_steps: { type: "number", default: 10, coerce: nonNegative("warmup_steps") },
       min_lr: { type: "number", default: 1e-4, coerce: nonNegative("min_lr") },
       weight_decay: { type: "number", default: 0.01, coerce: nonNegative("weight_decay") },
-      max_grad_norm: { type: "number", default: 1.0, coerce: nonNegative("max_grad_norm"), describe: "clip gradients to this global norm (0: off)" },
+      max_grad_norm: {
+        type: "number",
+        default: 1.0,
+        coerce: nonNegative("max_grad_norm"),
+        describe: "clip gradients to this global norm (0: off)",
+      },
       seq_len: { type: "number", default: 128, coerce: positiveInt("seq_len") },
       micro_batch_size: { type: "number", default: 16, coerce: positiveInt("micro_batch_size") },
-      gradient_accumulation_steps: { type: "number", default: 1, coerce: positiveInt("gradient_accumulation_steps") },
+      gradient_accumulation_steps: {
+        type: "number",
+        default: 1,
+        coerce: positiveInt("gradient_accumulation_steps"),
+      },
       max_tokens: { type: "number", default: 262144, coerce: positiveInt("max_tokens") },
       // Distributed
-      tp_size: { type: "number", default: 1, coerce: positiveInt("tp_size"), describe: "tensor parallel size" },
+      tp_size: {
+        type: "number",
+        default: 1,
+        coerce: positiveInt("tp_size"),
+        describe: "tensor parallel size",
+      },
       dp_size: { type: "number", default: 1, coerce: positiveInt("dp_size"), describe: "data parallel size" },
-      pp_size: { type: "number", default: 1, coerce: positiveInt("pp_size"), describe: "pipeline parallel size" },
+      pp_size: {
+        type: "number",
+        default: 1,
+        coerce: positiveInt("pp_size"),
+        describe: "pipeline parallel size",
+      },
       hostfile: { type: "string", describe: "OpenMPI hostfile, to run on several machines" },
       // Logging and checkpoints
       run_name: { type: "string", default: "default_run" },
-      runs_dir: { type: "string", default: "runs", describe: "metrics go to runs_dir/run_name/metrics.jsonl" },
+      runs_dir: {
+        type: "string",
+        default: "runs",
+        describe: "metrics go to runs_dir/run_name/metrics.jsonl",
+      },
       save_dir: { type: "string", describe: "checkpoint folder (unset: no checkpoints)" },
-      save_frequency: { type: "number", default: 0, coerce: nonNegative("save_frequency"), describe: "save every N steps (0: only at the end or on Ctrl-C)" },
-      resume: { type: "boolean", default: false, describe: "continue from the newest checkpoint in --save_dir" },
+      save_frequency: {
+        type: "number",
+        default: 0,
+        coerce: nonNegative("save_frequency"),
+        describe: "save every N steps (0: only at the end or on Ctrl-C)",
+      },
+      resume: {
+        type: "boolean",
+        default: false,
+        describe: "continue from the newest checkpoint in --save_dir",
+      },
     })
     .check((a) => {
       if (a.resume && !a.save_dir) throw new Error("--resume needs --save_dir");
       const cwd = process.env.INIT_CWD ?? process.cwd();
-      if (a.hostfile && !fs.existsSync(path.resolve(cwd, a.hostfile))) throw new Error(`--hostfile ${a.hostfile}: no such file`);
+      if (a.hostfile && !fs.existsSync(path.resolve(cwd, a.hostfile)))
+        throw new Error(`--hostfile ${a.hostfile}: no such file`);
       if (a.init_from_pretrained) {
         const dir = path.resolve(cwd, a.model_name);
         if (!fs.existsSync(path.join(dir, "config.json"))) {
-          throw new Error(`--init_from_pretrained needs --model_name to be a local HF Llama directory; ${dir} has no config.json`);
+          throw new Error(
+            `--init_from_pretrained needs --model_name to be a local HF Llama directory; ${dir} has no config.json`,
+          );
         }
       }
       return true;

@@ -23,7 +23,8 @@ export interface TrainingState {
 }
 
 const STEP_DIR = /^step_(\d+)$/;
-const shardName = (kind: string, g: ProcessGroupManager) => `${kind}_tp${g.tp_rank}_pp${g.pp_rank}.safetensors`;
+const shardName = (kind: string, g: ProcessGroupManager) =>
+  `${kind}_tp${g.tp_rank}_pp${g.pp_rank}.safetensors`;
 
 export class CheckpointError extends Error {}
 
@@ -77,20 +78,29 @@ export function loadCheckpoint(
   fingerprint: Record<string, unknown>,
 ): TrainingState {
   const stateFile = path.join(dir, "state.json");
-  if (!fs.existsSync(stateFile)) throw new CheckpointError(`${dir}: not a checkpoint (no state.json: incomplete or foreign)`);
+  if (!fs.existsSync(stateFile))
+    throw new CheckpointError(`${dir}: not a checkpoint (no state.json: incomplete or foreign)`);
   let state: TrainingState;
   try {
     state = JSON.parse(fs.readFileSync(stateFile, "utf8"));
   } catch (err) {
     throw new CheckpointError(`${stateFile}: unreadable (${(err as Error).message})`);
   }
-  if (typeof state.step !== "number" || typeof state.dataloader?.next_sample !== "number" || !state.fingerprint) {
-    throw new CheckpointError(`${stateFile}: missing step, dataloader position or fingerprint: not a picotron-ts checkpoint`);
+  if (
+    typeof state.step !== "number" ||
+    typeof state.dataloader?.next_sample !== "number" ||
+    !state.fingerprint
+  ) {
+    throw new CheckpointError(
+      `${stateFile}: missing step, dataloader position or fingerprint: not a picotron-ts checkpoint`,
+    );
   }
   const want = JSON.stringify(fingerprint);
   const have = JSON.stringify(state.fingerprint);
   if (want !== have) {
-    throw new CheckpointError(`${dir} was saved by a different run configuration:\n  checkpoint: ${have}\n  this run:   ${want}`);
+    throw new CheckpointError(
+      `${dir} was saved by a different run configuration:\n  checkpoint: ${have}\n  this run:   ${want}`,
+    );
   }
   const weights = loadSafetensors(path.join(dir, shardName("model", g))).tensors;
   try {

@@ -24,8 +24,8 @@ export function getCosSin(seqLength: number, headDim: number, base: number): [Te
 }
 
 export class Attention extends nn.Module {
-  readonly numLocalHeads: number;
-  readonly numLocalKvHeads: number;
+  numLocalHeads: number;
+  numLocalKvHeads: number;
   readonly headDim: number;
   q_proj: nn.Linear;
   k_proj: nn.Linear;

@@ -7,7 +7,13 @@ import path from "node:path";
 import { ensureLaunched } from "@picotron/mpi-napi/launcher";
 import { measurePeakFlops, optim, setNumThreads } from "@picotron/tensor";
 import { parseArgs } from "./arguments.ts";
-import { latestCheckpoint, loadCheckpoint, loadPretrained, saveCheckpoint, type TrainingState } from "./checkpoint.ts";
+import {
+  latestCheckpoint,
+  loadCheckpoint,
+  loadPretrained,
+  saveCheckpoint,
+  type TrainingState,
+} from "./checkpoint.ts";
 import { loadConfig } from "./config.ts";
 import { MicroBatchDataLoader } from "./dataloader.ts";
 import { Llama, lossFn } from "./model.ts";
@@ -30,6 +36,7 @@ function trainStep(model: Llama, dataloader: MicroBatchDataLoader): number {
 
 const args = parseArgs(process.argv);
 const cwd = process.env.INIT_CWD ?? process.cwd(); // pnpm runs scripts in the package: paths are the user's
+const saveDir = args.save_dir ? path.resolve(cwd, args.save_dir) : null;
 
 // Our torchrun: with more than one rank, re-run this script under mpirun (the parent waits there).
 await ensureLaunched({ worldSize: args.dp_size * args.pp_size * args.tp_size, hostfile: args.hostfile });
@@ -40,13 +47,18 @@ const grid = pgm.process_group_manager;
 const isPrintRank = grid.global_rank === 0;
 
 // Model config: preset, local directory or hub; the vocabulary comes from the tokenizer (padded)
-const modelConfig = await loadConfig(args.init_from_pretrained ? path.resolve(cwd, args.model_name) : args.model_name);
+const modelConfig = await loadConfig(
+  args.init_from_pretrained ? path.resolve(cwd, args.model_name) : args.model_name,
+);
 if (!args.init_from_pretrained) {
   modelConfig.num_hidden_layers = args.num_hidden_layers;
   modelConfig.num_attention_heads = args.num_attention_heads;
   modelConfig.num_key_value_heads = args.num_key_value_heads;
 }
-modelConfig.max_position_embeddings = Math.max(args.seq_len, args.init_from_pretrained ? modelConfig.max_position_embeddings : 0);
+modelConfig.max_position_embeddings = Math.max(
+  args.seq_len,
+  args.init_from_pretrained ? modelConfig.max_position_embeddings : 0,
+);
 
 const dataloader = await MicroBatchDataLoader.create({
   seq_len: args.seq_len,
@@ -69,31 +81,55 @@ else model.initWeights(args.seed);
 model.train();
 const numParams = model.numParameters();
 
-const optimizer = new optim.AdamW(model.parameters(), { lr: args.learning_rate, weightDecay: args.weight_decay });
+const optimizer = new optim.AdamW(model.parameters(), {
+  lr: args.learning_rate,
+  weightDecay: args.weight_decay,
+});
 const tokensPerStep = dataloader.global_batch_size * args.seq_len;
 const totalSteps = Math.floor(args.max_tokens / tokensPerStep);
 const schedule =
   args.lr_scheduler === "cosine"
-    ? optim.warmupCosineLR(args.learning_rate, Math.min(args.warmup_steps, totalSteps), totalSteps, args.min_lr)
+    ? optim.warmupCosineLR(
+        args.learning_rate,
+        Math.min(args.warmup_steps, totalSteps),
+        totalSteps,
+        args.min_lr,
+      )
     : optim.constantLR(args.learning_rate);
 
 // Resume: weights, optimizer moments, step, tokens and the dataloader's position
-const fingerprint = { model: modelConfig, layout: [grid.dp_world_size, grid.pp_world_size, grid.tp_world_size], seq_len: args.seq_len, global_batch_size: dataloader.global_batch_size };
+const fingerprint = {
+  model: modelConfig,
+  layout: [grid.dp_world_size, grid.pp_world_size, grid.tp_world_size],
+  seq_len: args.seq_len,
+  global_batch_size: dataloader.global_batch_size,
+};
 let step = 0;
 let trainedTokens = 0;
-if (args.resume) {
-  const dir = latestCheckpoint(path.resolve(cwd, args.save_dir));
-  if (!dir) throw new Error(`--resume: no checkpoint in ${path.resolve(cwd, args.save_dir)}`);
+if (args.resume && saveDir) {
+  const dir = latestCheckpoint(saveDir);
+  if (!dir) throw new Error(`--resume: no checkpoint in ${saveDir}`);
   const state = loadCheckpoint(dir, grid, model, optimizer, fingerprint);
   ({ step, trained_tokens: trainedTokens } = state);
   dataloader.loadState(state.dataloader);
   print(`resumed from ${dir} at step ${step}`, isPrintRank);
 }
-const checkpointState = (): TrainingState => ({ step, trained_tokens: trainedTokens, dataloader: dataloader.state(), seed: args.seed, fingerprint });
+const checkpointState = (): TrainingState => ({
+  step,
+  trained_tokens: trainedTokens,
+  dataloader: dataloader.state(),
+  seed: args.seed,
+  fingerprint,
+});
 
 const peakFlops = measurePeakFlops();
 const metrics = isPrintRank
-  ? new MetricsLogger(path.resolve(cwd, args.runs_dir), args.run_name, { ...args, layout: grid.toString(), num_params: numParams, peak_flops: peakFlops }, args.resume)
+  ? new MetricsLogger(
+      path.resolve(cwd, args.runs_dir),
+      args.run_name,
+      { ...args, layout: grid.toString(), num_params: numParams, peak_flops: peakFlops },
+      args.resume,
+    )
   : null;
 print(
   `${grid} | model: ${toReadableFormat(numParams)} parameters, vocab ${modelConfig.vocab_size} | tokenizer: ${dataloader.tokenizer.name} | ` +
@@ -114,7 +150,9 @@ while (trainedTokens < args.max_tokens) {
 
   const gradNorm = args.max_grad_norm > 0 ? optim.clipGradNorm(model.parameters(), args.max_grad_norm) : NaN;
   if (!Number.isFinite(loss)) {
-    throw new Error(`loss is ${loss} at step ${step + 1}: stopping; the last good checkpoint is kept (lower --learning_rate?)`);
+    throw new Error(
+      `loss is ${loss} at step ${step + 1}: stopping; the last good checkpoint is kept (lower --learning_rate?)`,
+    );
   }
   optimizer.step();
 
@@ -134,19 +172,34 @@ while (trainedTokens < args.max_tokens) {
       `Memory (RSS): ${(rss / 1e9).toFixed(2)}GB, MFU: ${mfu.toFixed(2)}%`,
     isPrintRank,
   );
-  metrics?.log({ step, loss, lr: optimizer.lr, trained_tokens: trainedTokens, tokens_per_s: tokensPerSecond, tokens_per_s_per_rank: tokensPerSecondPerRank, mfu, rss_bytes: rss, grad_norm: gradNorm, step_s: stepDuration });
+  metrics?.log({
+    step,
+    loss,
+    lr: optimizer.lr,
+    trained_tokens: trainedTokens,
+    tokens_per_s: tokensPerSecond,
+    tokens_per_s_per_rank: tokensPerSecondPerRank,
+    mfu,
+    rss_bytes: rss,
+    grad_norm: gradNorm,
+    step_s: stepDuration,
+  });
 
   // let signal handlers run (the step itself is synchronous), then agree across ranks on stopping
   await new Promise((resolve) => setImmediate(resolve));
   const stopFlag = new Int32Array([stop.requested ? 1 : 0]);
   grid.world_group.allreduce(stopFlag, "max");
-  const saveNow = args.save_dir && ((args.save_frequency > 0 && step % args.save_frequency === 0) || stopFlag[0] === 1 || trainedTokens >= args.max_tokens);
+  const saveNow =
+    saveDir !== null &&
+    ((args.save_frequency > 0 && step % args.save_frequency === 0) ||
+      stopFlag[0] === 1 ||
+      trainedTokens >= args.max_tokens);
   if (saveNow) {
-    const dir = saveCheckpoint(path.resolve(cwd, args.save_dir), grid, model, optimizer, checkpointState());
+    const dir = saveCheckpoint(saveDir, grid, model, optimizer, checkpointState());
     print(`saved checkpoint ${dir}`, isPrintRank);
   }
   if (stopFlag[0] === 1) {
-    print(`stopped at step ${step}${args.save_dir ? "" : " (no --save_dir: nothing saved)"}`, isPrintRank);
+    print(`stopped at step ${step}${saveDir ? "" : " (no --save_dir: nothing saved)"}`, isPrintRank);
     break;
   }
 }

@@ -25,7 +25,13 @@ export function toReadableFormat(n: number, precision = 2): string {
  * Model FLOPs utilization, picotron's formula: 6N + 12 L H S FLOPs per token (forward + backward),
  * against the peak FLOP/s measured on this rank's threads. Returns a percentage.
  */
-export function getMfu(tokensPerSecondPerRank: number, numParams: number, config: LlamaConfig, seqLen: number, peakFlops: number): number {
+export function getMfu(
+  tokensPerSecondPerRank: number,
+  numParams: number,
+  config: LlamaConfig,
+  seqLen: number,
+  peakFlops: number,
+): number {
   const flopsPerToken = 6 * numParams + 12 * config.num_hidden_layers * config.hidden_size * seqLen;
   return ((tokensPerSecondPerRank * flopsPerToken) / peakFlops) * 100;
 }
@@ -47,7 +53,7 @@ export class MetricsLogger {
 
 /**
  * Ctrl-C / SIGTERM ask the loop to stop after the current step (which then saves a checkpoint); a second
- * signal exits at once. Under mpirun the launcher turns the user's Ctrl-C into SIGUSR1 for every rank.
+ * signal exits at once. Under mpirun the launcher turns the user's Ctrl-C into SIGUSR2 for every rank.
  */
 export function installStopHandler(): { readonly requested: boolean } {
   const flag = { requested: false };
@@ -56,6 +62,6 @@ export function installStopHandler(): { readonly requested: boolean } {
     flag.requested = true;
     console.error(`\n${sig}: finishing the current step, then saving and exiting (again to quit now)`);
   };
-  for (const sig of ["SIGINT", "SIGTERM", "SIGUSR1"] as const) process.on(sig, onSignal);
+  for (const sig of ["SIGINT", "SIGTERM", "SIGUSR2"] as const) process.on(sig, onSignal);
   return flag;
 }

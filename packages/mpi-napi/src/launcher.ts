@@ -46,6 +46,9 @@ export function mpirunCommand(options: LaunchOptions): MpirunCommand {
   args.push(process.execPath, ...process.execArgv, ...process.argv.slice(1));
 
   const env = { ...process.env };
+  // The ranks' stdout is a pty that mpirun reads, so Node in the ranks believes it writes to
+  // a terminal and colors console.log's numbers; say so when the real output is not one.
+  if (!process.stdout.isTTY && env.FORCE_COLOR === undefined) env.NO_COLOR = "1";
   if (process.getuid?.() === 0) {
     // OpenMPI refuses to run as root unless both are set (containers and CI run as root).
     env.OMPI_ALLOW_RUN_AS_ROOT = "1";
@@ -80,14 +83,22 @@ export async function ensureLaunched(options: LaunchOptions): Promise<void> {
 /** Runs mpirun with the ranks' output relayed line by line; resolves to its exit code. */
 function runJob({ command, args, env }: MpirunCommand): Promise<number> {
   return new Promise((resolve, reject) => {
-    const child = spawn(command, args, { env, stdio: ["inherit", "pipe", "pipe"] });
+    // Its own process group: the terminal's Ctrl-C then reaches only this launcher, which decides.
+    const child = spawn(command, args, { env, stdio: ["inherit", "pipe", "pipe"], detached: true });
     const stdout = new LineRelay((text) => process.stdout.write(text));
     const stderr = new LineRelay((text) => process.stderr.write(text));
     child.stdout.on("data", (chunk: Buffer) => stdout.push(chunk));
     child.stderr.on("data", (chunk: Buffer) => stderr.push(chunk));
 
-    // Ctrl-C or a kill aimed at the launcher reaches mpirun, which ends the ranks.
-    const forward = (signal: NodeJS.Signals) => child.kill(signal);
+    // The first Ctrl-C or SIGTERM becomes SIGUSR2 (node keeps SIGUSR1 for its debugger), which mpirun
+    // forwards to every rank: a training loop takes it as "finish this step, save, exit"; a rank that
+    // does not handle it simply ends. (mpirun itself would kill the ranks on SIGINT.) A second signal
+    // ends the job at once.
+    let signalled = false;
+    const forward = () => {
+      child.kill(signalled ? "SIGTERM" : "SIGUSR2");
+      signalled = true;
+    };
     process.on("SIGINT", forward);
     process.on("SIGTERM", forward);
 

@@ -88,7 +88,7 @@ describe("ensureLaunched", () => {
     const dir = tempDir();
     const outcome = launch([dir, "sum", "2"]);
     expect(outcome.code, report(outcome)).toBe(0);
-    expect(outcome.stdout).toBe("sum 3 over 2 ranks\n"); // rank 0's line, nothing else
+    expect(outcome.stdout).toBe("sum 3 over 2 ranks\nconsole.log 2\n"); // rank 0's lines, nothing else
     expect(outcome.stderr).toBe("");
     for (const rank of [0, 1]) {
       expect(readResults(dir, rank)).toEqual({ sum: [3], size: [2], localWorldSize: [2] });

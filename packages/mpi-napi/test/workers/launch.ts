@@ -1,6 +1,6 @@
 // A train script in miniature: started as a plain `node --import tsx launch.ts OUT_DIR MODE N`,
 // it relaunches itself under mpirun with N ranks. MODE:
-//   sum   - every rank reports an allreduce; rank 0 prints one line
+//   sum   - every rank reports an allreduce; rank 0 prints two lines
 //   lines - every rank prints many long lines at once (the launcher must keep them whole)
 //   fail  - the last rank throws
 //   wait  - every rank prints "ready", then waits for ever (until the launcher is killed)
@@ -18,6 +18,7 @@ if (mode === "sum") {
   world.allreduce(sum);
   writeResults(outDir, rank, { sum: [sum[0]!], size: [size], localWorldSize: [localWorldSize()] });
   printIf(rank === 0, `sum ${sum[0]} over ${size} ranks`);
+  if (rank === 0) console.log("console.log", size); // uncolored, as the launcher's stdout is a pipe
 } else if (mode === "lines") {
   for (let i = 0; i < 1500; i++) printIf(true, `rank ${rank} line ${i} ${String(rank).repeat(100)}`);
 } else if (mode === "fail" && rank === size - 1) {
