@@ -10,16 +10,19 @@ SUDO=""
 missing=()
 command -v mpicc >/dev/null 2>&1 || missing+=(openmpi-bin libopenmpi-dev)
 command -v g++ >/dev/null 2>&1 || missing+=(g++ make python3)
+# the dashboard's browser test runs Debian's chromium (playwright-core never downloads a browser here)
+[ -x /usr/bin/chromium ] || missing+=(chromium)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing system packages: ${missing[*]}"
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
-if ! command -v pnpm >/dev/null 2>&1; then
-  echo "installing pnpm"
-  COREPACK_INTEGRITY_KEYS=0 corepack enable pnpm 2>/dev/null && pnpm --version >/dev/null 2>&1 ||
-    $SUDO npm install -g pnpm@10 >/dev/null
+# pnpm: the version package.json pins, from the npm registry (corepack's own download can be refused)
+pnpm_version=$(node -p 'require("./package.json").packageManager.split("@")[1]')
+if [ "$(pnpm --version 2>/dev/null)" != "$pnpm_version" ]; then
+  echo "installing pnpm $pnpm_version"
+  $SUDO npm install -g --force "pnpm@$pnpm_version" >/dev/null
 fi
 
 pnpm install --frozen-lockfile

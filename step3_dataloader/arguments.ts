@@ -18,6 +18,8 @@ export function parseArgs(processArgv: string[]) {
   const argv = hideBin(processArgv);
   if (argv[0] === "--") argv.shift();
   const args = yargs(argv)
+    // a flag given twice keeps its last value (as Python's argparse), instead of becoming an array
+    .parserConfiguration({ "duplicate-arguments-array": false })
     .scriptName("train")
     .usage(
       "Step 3: train the tutorial's Llama on real text (defaults: a small model on the built-in stories)",
@@ -38,6 +40,17 @@ export function parseArgs(processArgv: string[]) {
       num_hidden_layers: { type: "number", default: 2, coerce: positiveInt("num_hidden_layers") },
       num_attention_heads: { type: "number", default: 9, coerce: positiveInt("num_attention_heads") },
       num_key_value_heads: { type: "number", default: 3, coerce: positiveInt("num_key_value_heads") },
+      // not in the tutorial's flags: shrink the preset's widths for a quick experiment on a laptop
+      hidden_size: {
+        type: "number",
+        coerce: positiveInt("hidden_size"),
+        describe: "override the preset's hidden size",
+      },
+      intermediate_size: {
+        type: "number",
+        coerce: positiveInt("intermediate_size"),
+        describe: "override the preset's MLP width",
+      },
       init_from_pretrained: {
         type: "boolean",
         default: false,

@@ -84,7 +84,11 @@ export class ProcessGroupManager {
 /** The process-wide manager, as the tutorial's `pgm.process_group_manager`. */
 export let process_group_manager: ProcessGroupManager;
 
-export function setup_process_group_manager(dp_size: number, pp_size: number, tp_size: number): ProcessGroupManager {
+export function setup_process_group_manager(
+  dp_size: number,
+  pp_size: number,
+  tp_size: number,
+): ProcessGroupManager {
   process_group_manager = new ProcessGroupManager(init(), dp_size, pp_size, tp_size);
   return process_group_manager;
 }

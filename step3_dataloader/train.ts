@@ -54,6 +54,8 @@ if (!args.init_from_pretrained) {
   modelConfig.num_hidden_layers = args.num_hidden_layers;
   modelConfig.num_attention_heads = args.num_attention_heads;
   modelConfig.num_key_value_heads = args.num_key_value_heads;
+  if (args.hidden_size) modelConfig.hidden_size = args.hidden_size;
+  if (args.intermediate_size) modelConfig.intermediate_size = args.intermediate_size;
 }
 modelConfig.max_position_embeddings = Math.max(
   args.seq_len,
@@ -68,7 +70,6 @@ const dataloader = await MicroBatchDataLoader.create({
   tokenizer_name: args.tokenizer_name,
   model_name: args.model_name,
   max_tokens: args.max_tokens,
-  seed: args.seed,
   dp_size: grid.dp_world_size,
   dp_rank: grid.dp_rank,
   cwd,

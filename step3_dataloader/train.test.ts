@@ -1,0 +1,178 @@
+// End-to-end tests of the training loop, run as a user runs it: `node train.ts` with flags, in a scratch folder.
+import { spawn, spawnSync } from "node:child_process";
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+
+const TRAIN = path.join(import.meta.dirname, "train.ts");
+const SHAKESPEARE = path.resolve(import.meta.dirname, "../../shared/data/tinyshakespeare.txt");
+const hasShakespeare = fs.existsSync(SHAKESPEARE);
+if (!hasShakespeare) console.warn(`SKIPPED the tinyshakespeare run: ${SHAKESPEARE} is absent (../shared)`);
+
+let dir: string;
+beforeAll(() => {
+  dir = fs.mkdtempSync(path.join(os.tmpdir(), "step3-train-"));
+  fs.writeFileSync(path.join(dir, "stories.txt"), "Once upon a time there was a little cat. ".repeat(400));
+});
+afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+// a tiny model on the small local text: a step takes milliseconds
+const TINY = [
+  "--dataset_name=stories.txt",
+  "--tokenizer_name=bytes",
+  "--hidden_size=64",
+  "--intermediate_size=128",
+  "--num_hidden_layers=2",
+  "--num_attention_heads=4",
+  "--num_key_value_heads=2",
+  "--seq_len=32",
+  "--micro_batch_size=4",
+  "--gradient_accumulation_steps=2",
+  "--max_tokens=3072", // 12 steps of 256 tokens
+  "--lr_scheduler=constant",
+  "--omp_num_threads=1",
+];
+
+function env(): NodeJS.ProcessEnv {
+  // a clean environment: not inside the caller's MPI job; INIT_CWD (set by pnpm for `pnpm train`) makes
+  // relative paths resolve against the scratch folder
+  const e = Object.fromEntries(
+    Object.entries(process.env).filter(([k]) => !k.startsWith("OMPI_") && !k.startsWith("PMIX_")),
+  );
+  return { ...e, INIT_CWD: dir, PICOTRON_CACHE_DIR: path.join(dir, "cache") };
+}
+
+function train(flags: string[]) {
+  return spawnSync(process.execPath, ["--import", "tsx", TRAIN, ...flags], {
+    cwd: import.meta.dirname,
+    env: env(),
+    encoding: "utf8",
+    timeout: 240_000,
+  });
+}
+
+function losses(runName: string): number[] {
+  const file = path.join(dir, "runs", runName, "metrics.jsonl");
+  return fs
+    .readFileSync(file, "utf8")
+    .trim()
+    .split("\n")
+    .map((l) => JSON.parse(l) as { step: number; loss: number })
+    .map((m, i) => {
+      expect(m.step).toBe(i + 1);
+      return m.loss;
+    });
+}
+
+describe("step 3 training loop", () => {
+  it("logs the tutorial's line every step, and the loss falls", () => {
+    const r = train([...TINY, "--run_name=plain"]);
+    expect(r.status, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(
+      /Step: 12, Loss: \d+\.\d{4}, Global batch size \(with seq_len\): 256\.00, Tokens\/s: .*Tokens: 3\.07K\/3\.07K, Memory \(RSS\): .*GB, MFU: /,
+    );
+    const curve = losses("plain");
+    expect(curve).toHaveLength(12);
+    expect(curve.at(-1)!).toBeLessThan(curve[0]! - 1);
+  });
+
+  it("a run stopped by SIGTERM saves, and resuming it gives exactly the uninterrupted curve", async () => {
+    const saveDir = path.join(dir, "ckpt-resume");
+    const full = losses("plain");
+    // first half: stop it with SIGTERM once it has logged a step; it finishes that step, saves and exits
+    const child = spawn(
+      process.execPath,
+      ["--import", "tsx", TRAIN, ...TINY, "--run_name=resumed", `--save_dir=${saveDir}`],
+      {
+        cwd: import.meta.dirname,
+        env: env(),
+      },
+    );
+    let out = "";
+    let signalled = false;
+    child.stdout.on("data", (d: Buffer) => {
+      out += d.toString();
+      if (!signalled && /Step: 2,/.test(out)) {
+        signalled = true;
+        child.kill("SIGTERM");
+      }
+    });
+    let err = "";
+    child.stderr.on("data", (d: Buffer) => (err += d.toString()));
+    const code = await new Promise<number | null>((resolve) => child.on("exit", resolve));
+    expect(code, err).toBe(0);
+    expect(err).toMatch(/SIGTERM: finishing the current step, then saving/);
+    const stoppedAt = Number(/stopped at step (\d+)/.exec(out)?.[1]);
+    expect(stoppedAt).toBeGreaterThanOrEqual(2);
+    expect(stoppedAt).toBeLessThan(12);
+    // second half
+    const r = train([...TINY, "--run_name=resumed", `--save_dir=${saveDir}`, "--resume"]);
+    expect(r.status, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(new RegExp(`resumed from .*step_0*${stoppedAt} at step ${stoppedAt}`));
+    expect(losses("resumed")).toEqual(full);
+  });
+
+  it("refuses to resume from a checkpoint of another configuration, or a truncated one", () => {
+    const saveDir = path.join(dir, "ckpt-foreign");
+    expect(train([...TINY, "--max_tokens=512", `--save_dir=${saveDir}`]).status).toBe(0);
+    const other = train([
+      ...TINY,
+      "--max_tokens=512",
+      "--num_hidden_layers=3",
+      `--save_dir=${saveDir}`,
+      "--resume",
+    ]);
+    expect(other.status).not.toBe(0);
+    expect(other.stderr).toMatch(/was saved by a different run configuration/);
+    const [step] = fs.readdirSync(saveDir).filter((d) => d.startsWith("step_"));
+    const model = path.join(saveDir, step!, "model_tp0_pp0.safetensors");
+    fs.truncateSync(model, Math.floor(fs.statSync(model).size / 2));
+    const truncated = train([...TINY, "--max_tokens=512", `--save_dir=${saveDir}`, "--resume"]);
+    expect(truncated.status).not.toBe(0);
+    expect(truncated.stderr).toContain("model_tp0_pp0.safetensors");
+  });
+
+  it("bad flags and inputs fail before any work, with a clear message", () => {
+    const cases: [string[], RegExp][] = [
+      [["--dataset_name=missing.txt"], /missing\.txt/],
+      [["--seq_len=0"], /--seq_len must be a positive integer/],
+      [["--resume"], /--resume needs --save_dir/],
+      [["--max_tokens=100000000"], /Not enough tokens/],
+      [["--num_attention_heads=3"], /not divisible/],
+      [["--no_such_flag=1"], /Unknown argument/],
+    ];
+    for (const [flags, message] of cases) {
+      const r = train([...TINY, ...flags]);
+      expect(r.status, flags.join(" ")).not.toBe(0);
+      expect(r.stderr + r.stdout).toMatch(message);
+      expect(r.stdout).not.toMatch(/Step: 1,/);
+    }
+  });
+
+  it.skipIf(!hasShakespeare)(
+    "learns ../shared/data/tinyshakespeare.txt with the byte tokenizer: loss below 2.5",
+    () => {
+      const r = train([
+        `--dataset_name=${SHAKESPEARE}`,
+        "--tokenizer_name=bytes",
+        "--hidden_size=128",
+        "--intermediate_size=384",
+        "--num_hidden_layers=2",
+        "--num_attention_heads=4",
+        "--num_key_value_heads=2",
+        "--seq_len=64",
+        "--micro_batch_size=16",
+        "--max_tokens=131072", // 128 steps of 1024 tokens
+        "--learning_rate=3e-3",
+        "--warmup_steps=10",
+        "--min_lr=3e-4",
+        "--run_name=shakespeare",
+      ]);
+      expect(r.status, r.stderr).toBe(0);
+      const curve = losses("shakespeare");
+      const last = curve.slice(-5).reduce((a, b) => a + b, 0) / 5;
+      expect(last).toBeLessThan(2.5);
+    },
+  );
+});
