@@ -39,7 +39,10 @@ const cwd = process.env.INIT_CWD ?? process.cwd(); // pnpm runs scripts in the p
 const saveDir = args.save_dir ? path.resolve(cwd, args.save_dir) : null;
 
 // Our torchrun: with more than one rank, re-run this script under mpirun (the parent waits there).
-await ensureLaunched({ worldSize: args.dp_size * args.pp_size * args.tp_size, hostfile: args.hostfile });
+await ensureLaunched({
+  worldSize: args.dp_size * args.pp_size * args.tp_size,
+  hostfile: args.hostfile && path.resolve(cwd, args.hostfile),
+});
 if (args.omp_num_threads) setNumThreads(args.omp_num_threads);
 
 setup_process_group_manager(args.dp_size, args.pp_size, args.tp_size);

@@ -57,8 +57,15 @@ export class MetricsLogger {
  */
 export function installStopHandler(): { readonly requested: boolean } {
   const flag = { requested: false };
+  let firstAt = 0;
   const onSignal = (sig: NodeJS.Signals) => {
-    if (flag.requested) process.exit(130);
+    // One Ctrl-C arrives twice: the terminal signals every process of the job, and tsx's parent process
+    // relays it to this one. Only a second Ctrl-C at least a second later quits at once.
+    if (flag.requested) {
+      if (Date.now() - firstAt > 1000) process.exit(130);
+      return;
+    }
+    firstAt = Date.now();
     flag.requested = true;
     console.error(`\n${sig}: finishing the current step, then saving and exiting (again to quit now)`);
   };
