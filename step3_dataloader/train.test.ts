@@ -1,5 +1,5 @@
 // End-to-end tests of the training loop, run as a user runs it: `node train.ts` with flags, in a scratch folder.
-import { spawn, spawnSync } from "node:child_process";
+import { spawn } from "node:child_process";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
@@ -43,13 +43,29 @@ function env(): NodeJS.ProcessEnv {
   return { ...e, INIT_CWD: dir, PICOTRON_CACHE_DIR: path.join(dir, "cache") };
 }
 
-function train(flags: string[]) {
-  return spawnSync(process.execPath, ["--import", "tsx", TRAIN, ...flags], {
+interface Run {
+  status: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs train.ts to its end. Asynchronous (not spawnSync): a long run must not block the test worker. */
+function train(flags: string[]): Promise<Run> {
+  const child = spawn(process.execPath, ["--import", "tsx", TRAIN, ...flags], {
     cwd: import.meta.dirname,
     env: env(),
-    encoding: "utf8",
-    timeout: 240_000,
   });
+  const run: Run = { status: null, stdout: "", stderr: "" };
+  child.stdout.on("data", (d: Buffer) => (run.stdout += d.toString()));
+  child.stderr.on("data", (d: Buffer) => (run.stderr += d.toString()));
+  const timer = setTimeout(() => child.kill("SIGKILL"), 240_000);
+  return new Promise((resolve) =>
+    child.on("close", (code) => {
+      clearTimeout(timer);
+      run.status = code;
+      resolve(run);
+    }),
+  );
 }
 
 function losses(runName: string): number[] {
@@ -66,8 +82,8 @@ function losses(runName: string): number[] {
 }
 
 describe("step 3 training loop", () => {
-  it("logs the tutorial's line every step, and the loss falls", () => {
-    const r = train([...TINY, "--run_name=plain"]);
+  it("logs the tutorial's line every step, and the loss falls", async () => {
+    const r = await train([...TINY, "--run_name=plain"]);
     expect(r.status, r.stderr).toBe(0);
     expect(r.stdout).toMatch(
       /Step: 12, Loss: \d+\.\d{4}, Global batch size \(with seq_len\): 256\.00, Tokens\/s: .*Tokens: 3\.07K\/3\.07K, Memory \(RSS\): .*GB, MFU: /,
@@ -108,16 +124,16 @@ describe("step 3 training loop", () => {
     expect(stoppedAt).toBeGreaterThanOrEqual(2);
     expect(stoppedAt).toBeLessThan(12);
     // second half
-    const r = train([...TINY, "--run_name=resumed", `--save_dir=${saveDir}`, "--resume"]);
+    const r = await train([...TINY, "--run_name=resumed", `--save_dir=${saveDir}`, "--resume"]);
     expect(r.status, r.stderr).toBe(0);
     expect(r.stdout).toMatch(new RegExp(`resumed from .*step_0*${stoppedAt} at step ${stoppedAt}`));
     expect(losses("resumed")).toEqual(full);
   });
 
-  it("refuses to resume from a checkpoint of another configuration, or a truncated one", () => {
+  it("refuses to resume from a checkpoint of another configuration, or a truncated one", async () => {
     const saveDir = path.join(dir, "ckpt-foreign");
-    expect(train([...TINY, "--max_tokens=512", `--save_dir=${saveDir}`]).status).toBe(0);
-    const other = train([
+    expect((await train([...TINY, "--max_tokens=512", `--save_dir=${saveDir}`])).status).toBe(0);
+    const other = await train([
       ...TINY,
       "--max_tokens=512",
       "--num_hidden_layers=3",
@@ -129,12 +145,12 @@ describe("step 3 training loop", () => {
     const [step] = fs.readdirSync(saveDir).filter((d) => d.startsWith("step_"));
     const model = path.join(saveDir, step!, "model_tp0_pp0.safetensors");
     fs.truncateSync(model, Math.floor(fs.statSync(model).size / 2));
-    const truncated = train([...TINY, "--max_tokens=512", `--save_dir=${saveDir}`, "--resume"]);
+    const truncated = await train([...TINY, "--max_tokens=512", `--save_dir=${saveDir}`, "--resume"]);
     expect(truncated.status).not.toBe(0);
     expect(truncated.stderr).toContain("model_tp0_pp0.safetensors");
   });
 
-  it("bad flags and inputs fail before any work, with a clear message", () => {
+  it("bad flags and inputs fail before any work, with a clear message", async () => {
     const cases: [string[], RegExp][] = [
       [["--dataset_name=missing.txt"], /missing\.txt/],
       [["--seq_len=0"], /--seq_len must be a positive integer/],
@@ -144,7 +160,7 @@ describe("step 3 training loop", () => {
       [["--no_such_flag=1"], /Unknown argument/],
     ];
     for (const [flags, message] of cases) {
-      const r = train([...TINY, ...flags]);
+      const r = await train([...TINY, ...flags]);
       expect(r.status, flags.join(" ")).not.toBe(0);
       expect(r.stderr + r.stdout).toMatch(message);
       expect(r.stdout).not.toMatch(/Step: 1,/);
@@ -153,8 +169,8 @@ describe("step 3 training loop", () => {
 
   it.skipIf(!hasShakespeare)(
     "learns ../shared/data/tinyshakespeare.txt with the byte tokenizer: loss below 2.5",
-    () => {
-      const r = train([
+    async () => {
+      const r = await train([
         `--dataset_name=${SHAKESPEARE}`,
         "--tokenizer_name=bytes",
         "--hidden_size=128",
