@@ -1,5 +1,5 @@
 // The real harness, end to end, on the cheapest layouts: step 3 against itself.
-import { spawnSync } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
@@ -51,6 +51,28 @@ describe("pnpm sanity", () => {
       "all layouts match",
     );
   }, 120_000);
+
+  it("quick mode: every parallel layout of every step in this checkout matches the baseline", async () => {
+    // what CI proves on each change: the quick subset of every landed step (asynchronous: it takes minutes)
+    const runsDir = path.join(dir, "quick", "runs");
+    const child = spawn(
+      "pnpm",
+      ["sanity", "--quick", "--runs_dir", runsDir, "--assets_dir", path.join(dir, "quick", "assets")],
+      { cwd: root },
+    );
+    let output = "";
+    child.stdout.on("data", (d: Buffer) => (output += d.toString()));
+    child.stderr.on("data", (d: Buffer) => (output += d.toString()));
+    const status = await new Promise<number | null>((resolve) => child.on("close", resolve));
+    expect(status, output).toBe(0);
+    expect(output).toMatch(/all \d+ match the baseline/);
+    console.log(
+      output
+        .split("\n")
+        .filter((l) => /pass|fail/.test(l))
+        .join("\n"),
+    );
+  }, 900_000);
 
   it("exits non-zero and says so when the baseline does not finish", () => {
     // no training starts within a tenth of a second: the baseline counts as hung and is killed
