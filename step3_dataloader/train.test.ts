@@ -3,7 +3,9 @@ import { spawn } from "node:child_process";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
+import { loadSafetensors, saveSafetensors } from "@picotron/tensor";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { Llama } from "./model.ts";
 
 const TRAIN = path.join(import.meta.dirname, "train.ts");
 const SHAKESPEARE = path.resolve(import.meta.dirname, "../../shared/data/tinyshakespeare.txt");
@@ -192,4 +194,66 @@ describe("step 3 training loop", () => {
       expect(last).toBeLessThan(2.5);
     },
   );
+});
+
+describe("--init_from_pretrained", () => {
+  it("loads a local Hugging Face Llama (HF names, tied lm_head) into the tutorial's model", async () => {
+    // a tiny "pretrained" model: our own init, saved under Hugging Face's names without lm_head (tied)
+    const config = {
+      vocab_size: 320,
+      hidden_size: 64,
+      intermediate_size: 128,
+      num_hidden_layers: 2,
+      num_attention_heads: 4,
+      num_key_value_heads: 2,
+      rms_norm_eps: 1e-5,
+      rope_theta: 10000,
+      max_position_embeddings: 32,
+    };
+    const hfDir = path.join(dir, "hf-llama");
+    fs.mkdirSync(hfDir, { recursive: true });
+    fs.writeFileSync(path.join(hfDir, "config.json"), JSON.stringify(config));
+    const source = new Llama(config).initWeights(7).stateDict();
+    const hfName = (name: string) =>
+      name === "embedding.weight"
+        ? "model.embed_tokens.weight"
+        : name === "final_norm.weight"
+          ? "model.norm.weight"
+          : name
+              .replace(/^decoder_layers\./, "model.layers.")
+              .replace(".attention.out_proj.", ".self_attn.o_proj.")
+              .replace(".attention.", ".self_attn.");
+    const hf = Object.fromEntries(
+      Object.entries(source)
+        .filter(([name]) => name !== "final_proj.weight")
+        .map(([name, t]) => [hfName(name), t]),
+    );
+    saveSafetensors(path.join(hfDir, "model.safetensors"), hf);
+
+    // learning rate 0: the checkpoint written after one step holds exactly the loaded weights
+    const saveDir = path.join(dir, "ckpt-pretrained");
+    const r = await train([
+      ...TINY,
+      "--init_from_pretrained",
+      `--model_name=${hfDir}`,
+      "--learning_rate=0",
+      "--weight_decay=0",
+      "--max_tokens=256",
+      `--save_dir=${saveDir}`,
+    ]);
+    expect(r.status, r.stderr).toBe(0);
+    const saved = loadSafetensors(path.join(saveDir, "step_000001", "model_tp0_pp0.safetensors")).tensors;
+    expect(Object.keys(saved).sort()).toEqual(Object.keys(source).sort());
+    for (const [name, t] of Object.entries(source)) {
+      // the untied final projection reuses the embedding, as HF's tie_word_embeddings
+      const want = name === "final_proj.weight" ? source["embedding.weight"]! : t;
+      expect(Array.from(saved[name]!.values()), name).toEqual(Array.from(want.values()));
+    }
+  });
+
+  it("refuses a directory without config.json before any work", async () => {
+    const r = await train([...TINY, "--init_from_pretrained", `--model_name=${dir}`]);
+    expect(r.status).not.toBe(0);
+    expect(r.stderr).toMatch(/--init_from_pretrained needs --model_name to be a local HF Llama directory/);
+  });
 });
