@@ -5,8 +5,9 @@
 //   RowParallelLinear     W [out, in] cut by columns (input features): Y = sum_i X_i W_i^T -> [..., out]
 //
 // A column layer feeding a row layer needs no communication in between (attention heads and the MLP's
-// hidden units are independent), so a block costs one all-reduce forward (Reduce, after the row layer)
-// and one backward (Copy, before the column layers: the input's gradient is the sum of every rank's part).
+// hidden units are independent): forward, a block costs one all-reduce (Reduce, after the row layer);
+// backward, each column layer's Copy all-reduces its input's gradient (the sum of every rank's part), as
+// the tutorial does: q, k, v share one input and gate, up another, so one Copy per input would do.
 // The model file stays the tutorial's: apply_tensor_parallel(model) swaps its layers for these.
 import { defineFunction, F, nn, optim, Tensor } from "@picotron/tensor";
 import type { LlamaConfig } from "./config.ts";
