@@ -1,6 +1,7 @@
-// The benchmark's JS side, on 2 ranks: allreduce (in place, float32 sum) and send/recv
-// ping-pong, each timed as the median over repeats of a timed loop. Run by run.ts under
-// mpirun -n 2; rank 0 prints the results as one JSON line. mpi4py_bench.py is its twin.
+// The benchmark's JS side, on 2 ranks: one case of cases.json, allreduce (in place, float32
+// sum) or send/recv ping-pong, timed as the fastest of many short timed loops. Run by run.ts
+// as `mpirun -n 2 node --import tsx mpi.bench.ts CASE_INDEX`; rank 0 prints the seconds per
+// operation. mpi4py_bench.py is its twin.
 import { readFileSync } from "node:fs";
 import { init, printIf, type Comm } from "../src/index.ts";
 
@@ -8,19 +9,14 @@ interface Case {
   op: "allreduce" | "sendrecv";
   bytes: number;
   iterations: number;
+  samples: number;
 }
-const { repeats, cases } = JSON.parse(readFileSync(new URL("cases.json", import.meta.url), "utf8")) as {
-  repeats: number;
+const { cases } = JSON.parse(readFileSync(new URL("cases.json", import.meta.url), "utf8")) as {
   cases: Case[];
 };
 
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.floor(sorted.length / 2)]!;
-}
-
 /** Seconds per operation: for sendrecv, one message's one-way time (half a round trip). */
-function measure(world: Comm, { op, bytes, iterations }: Case): number {
+function measure(world: Comm, { op, bytes, iterations, samples }: Case): number {
   const buf = new Float32Array(bytes / 4);
   const loop = (n: number) => {
     if (op === "allreduce") {
@@ -37,18 +33,19 @@ function measure(world: Comm, { op, bytes, iterations }: Case): number {
       }
     }
   };
-  loop(Math.max(1, iterations / 10)); // warm up: JIT, MPI's connections and buffers
-  const times: number[] = [];
-  for (let r = 0; r < repeats; r++) {
-    world.barrier();
+  loop(Math.max(1, Math.floor((iterations * samples) / 10))); // warm up: JIT, MPI's connections and buffers
+  let fastest = Infinity;
+  for (let s = 0; s < samples; s++) {
+    world.barrier(); // both ranks start the sample together
     const start = performance.now();
     loop(iterations);
-    times.push((performance.now() - start) / 1000 / iterations / (op === "sendrecv" ? 2 : 1));
+    fastest = Math.min(fastest, performance.now() - start);
   }
-  return median(times);
+  return fastest / 1000 / iterations / (op === "sendrecv" ? 2 : 1);
 }
 
 const world = init();
 if (world.size !== 2) throw new Error("the benchmark runs on 2 ranks");
-const results = cases.map((c) => ({ op: c.op, bytes: c.bytes, seconds: measure(world, c) }));
-printIf(world.rank === 0, JSON.stringify(results));
+const chosen = cases[Number(process.argv[2])];
+if (chosen === undefined) throw new RangeError(`usage: mpi.bench.ts CASE_INDEX (0..${cases.length - 1})`);
+printIf(world.rank === 0, measure(world, chosen));

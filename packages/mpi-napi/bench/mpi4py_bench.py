@@ -1,20 +1,23 @@
-# The benchmark's mpi4py side, the twin of mpi.bench.ts: the same cases (cases.json), the
-# same loops and the same timing, through mpi4py and numpy. Run by run.ts under mpirun -n 2.
+# The benchmark's mpi4py side, the twin of mpi.bench.ts: the same case of cases.json, the
+# same loop and the same timing (the fastest of many short timed loops), through mpi4py and
+# numpy. Run by run.ts as `mpirun -n 2 python3 mpi4py_bench.py CASE_INDEX`; rank 0 prints
+# the seconds per operation.
 import json
 import os
+import sys
 import time
 
 import numpy as np
 from mpi4py import MPI
 
 with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "cases.json")) as f:
-    config = json.load(f)
+    cases = json.load(f)["cases"]
 
 world = MPI.COMM_WORLD
 rank = world.Get_rank()
 
 
-def measure(op, nbytes, iterations):
+def measure(op, nbytes, iterations, samples):
     buf = np.zeros(nbytes // 4, dtype=np.float32)
 
     def loop(n):
@@ -30,19 +33,17 @@ def measure(op, nbytes, iterations):
                 world.Recv(buf, source=0)
                 world.Send(buf, dest=0)
 
-    loop(max(1, iterations // 10))
-    times = []
-    for _ in range(config["repeats"]):
+    loop(max(1, iterations * samples // 10))
+    fastest = float("inf")
+    for _ in range(samples):
         world.Barrier()
         start = time.perf_counter()
         loop(iterations)
-        times.append((time.perf_counter() - start) / iterations / (2 if op == "sendrecv" else 1))
-    return sorted(times)[len(times) // 2]
+        fastest = min(fastest, time.perf_counter() - start)
+    return fastest / iterations / (2 if op == "sendrecv" else 1)
 
 
-results = [
-    {"op": c["op"], "bytes": c["bytes"], "seconds": measure(c["op"], c["bytes"], c["iterations"])}
-    for c in config["cases"]
-]
+case = cases[int(sys.argv[1])]
+seconds = measure(case["op"], case["bytes"], case["iterations"], case["samples"])
 if rank == 0:
-    print(json.dumps(results), flush=True)
+    print(seconds, flush=True)

@@ -1,74 +1,91 @@
-// `pnpm --filter @picotron/mpi-napi bench`: runs mpi.bench.ts and, when Debian's
-// python3-mpi4py is there, mpi4py_bench.py, each under mpirun -n 2, and prints a table.
+// `pnpm --filter @picotron/mpi-napi bench`: times each case of cases.json with mpi.bench.ts
+// and, when Debian's python3-mpi4py is there, with mpi4py_bench.py, each under mpirun -n 2,
+// and prints a table.
 //
-// Both runs use the same mpirun settings, one rank per core (the machine has 2), so the
-// ratio compares the bindings, not the placement. A small shared machine is noisy, so the
-// two take turns for a few rounds and each case keeps its best round.
+// Both use the same mpirun settings, one rank per core (the machine has 2), so the ratio
+// compares the bindings, not the placement. A small shared machine is noisy: what else runs
+// on it can slow the large cases threefold for several seconds at a time, both bindings
+// alike. So the two take turns case by case, a few seconds apart, for several rounds. Each
+// time is the median of its rounds, and the ratio the median of the rounds' own ratios
+// (mpi-napi's time over mpi4py's a few seconds later), which a slow spell hitting one of the
+// two moves least.
 import { spawnSync } from "node:child_process";
+import { readFileSync } from "node:fs";
 import { dirname } from "node:path";
 import { fileURLToPath } from "node:url";
 
-interface Result {
+interface Case {
   op: string;
   bytes: number;
-  seconds: number;
 }
 
 const benchDir = dirname(fileURLToPath(import.meta.url));
 const PYTHON = "/usr/bin/python3"; // Debian's, where python3-mpi4py installs
+const ROUNDS = 7;
+const { cases } = JSON.parse(readFileSync(new URL("cases.json", import.meta.url), "utf8")) as {
+  cases: Case[];
+};
 
-function mpirun(program: string[]): Result[] {
+/** Runs one case of a benchmark program on 2 ranks; returns its seconds per operation. */
+function mpirun(program: string[], caseIndex: number): number {
   const env = { ...process.env };
   if (process.getuid?.() === 0) {
     env.OMPI_ALLOW_RUN_AS_ROOT = "1";
     env.OMPI_ALLOW_RUN_AS_ROOT_CONFIRM = "1";
   }
-  const args = ["-n", "2", "--bind-to", "core", ...program];
+  const args = ["-n", "2", "--bind-to", "core", ...program, String(caseIndex)];
   const result = spawnSync("mpirun", args, { cwd: benchDir, env, encoding: "utf8" });
-  if (result.error || result.status !== 0) {
+  const seconds = Number(result.stdout?.trim().split("\n").pop());
+  if (result.error || result.status !== 0 || !(seconds > 0)) {
     throw new Error(
       `mpirun ${args.join(" ")} failed:\n${result.error ?? ""}${result.stdout}${result.stderr}`,
     );
   }
-  return JSON.parse(result.stdout.trim().split("\n").pop()!) as Result[];
+  return seconds;
 }
 
 function hasMpi4py(): boolean {
   return spawnSync(PYTHON, ["-c", "import mpi4py, numpy"]).status === 0;
 }
 
-const size = (bytes: number) => (bytes >= 1 << 20 ? `${bytes / (1 << 20)} MB` : `${bytes} B`);
-const micros = (seconds: number) => (seconds * 1e6).toFixed(seconds < 1e-4 ? 2 : 0);
-const gbPerSecond = (r: Result) => (r.bytes < 1 << 20 ? "" : (r.bytes / r.seconds / 1e9).toFixed(2));
-
-const ROUNDS = 3;
-
-/** Per case, the fastest of the rounds. */
-function best(rounds: Result[][]): Result[] {
-  return rounds[0]!.map((r, i) => ({ ...r, seconds: Math.min(...rounds.map((round) => round[i]!.seconds)) }));
+function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.floor(sorted.length / 2)]!;
 }
 
 const withMpi4py = hasMpi4py();
-const oursRounds: Result[][] = [];
-const theirsRounds: Result[][] = [];
+if (!withMpi4py) console.log(`(${PYTHON} with mpi4py and numpy not found: apt-get install python3-mpi4py)\n`);
+const ours: number[][] = cases.map(() => []);
+const theirs: number[][] = cases.map(() => []);
 for (let round = 0; round < ROUNDS; round++) {
-  oursRounds.push(mpirun([process.execPath, "--import", "tsx", "mpi.bench.ts"]));
-  if (withMpi4py) theirsRounds.push(mpirun([PYTHON, "mpi4py_bench.py"]));
+  process.stderr.write(`round ${round + 1} of ${ROUNDS}\n`);
+  cases.forEach((_, i) => {
+    ours[i]!.push(mpirun([process.execPath, "--import", "tsx", "mpi.bench.ts"], i));
+    if (withMpi4py) theirs[i]!.push(mpirun([PYTHON, "mpi4py_bench.py"], i));
+  });
 }
-const ours = best(oursRounds);
-const theirs = withMpi4py ? best(theirsRounds) : null;
-if (theirs === null)
-  console.log(`(${PYTHON} with mpi4py and numpy not found: apt-get install python3-mpi4py)\n`);
+
+const size = (bytes: number) => (bytes >= 1 << 20 ? `${bytes / (1 << 20)} MB` : `${bytes} B`);
+const micros = (seconds: number) => (seconds * 1e6).toFixed(seconds < 1e-4 ? 2 : 0);
+const gbPerSecond = (bytes: number, seconds: number) =>
+  bytes < 1 << 20 ? "" : (bytes / seconds / 1e9).toFixed(2);
 
 const header = ["op (2 ranks)", "size", "mpi-napi µs", "GB/s"];
-if (theirs) header.push("mpi4py µs", "GB/s", "ratio");
-const rows = ours.map((r, i) => {
-  const row = [r.op, size(r.bytes), micros(r.seconds), gbPerSecond(r)];
-  const other = theirs?.[i];
-  if (other) row.push(micros(other.seconds), gbPerSecond(other), (r.seconds / other.seconds).toFixed(2));
+if (withMpi4py) header.push("mpi4py µs", "GB/s", "ratio");
+const rows = cases.map(({ op, bytes }, i) => {
+  const mine = median(ours[i]!);
+  const row = [op, size(bytes), micros(mine), gbPerSecond(bytes, mine)];
+  if (withMpi4py) {
+    const other = median(theirs[i]!);
+    const ratio = median(ours[i]!.map((seconds, round) => seconds / theirs[i]![round]!));
+    row.push(micros(other), gbPerSecond(bytes, other), ratio.toFixed(2));
+  }
   return row;
 });
 const widths = header.map((h, c) => Math.max(h.length, ...rows.map((row) => row[c]!.length)));
 const line = (cells: string[]) => `| ${cells.map((cell, c) => cell.padEnd(widths[c]!)).join(" | ")} |`;
 console.log([line(header), line(widths.map((w) => "-".repeat(w))), ...rows.map(line)].join("\n"));
-if (theirs) console.log("\nratio = mpi-napi time / mpi4py time (below 1: mpi-napi is faster)");
+console.log(`\nmedian of ${ROUNDS} rounds; sendrecv is a ping-pong, its time one message's way`);
+if (withMpi4py) {
+  console.log("ratio = median over the rounds of mpi-napi time / mpi4py time (below 1: mpi-napi is faster)");
+}

@@ -62,6 +62,13 @@ Buffer GetBuffer(Napi::Env env, const Napi::Value& value, const char* name) {
     ThrowRangeError(env, std::string(name) + " has " + std::to_string(length) +
                              " elements; MPI counts stop at " + std::to_string(INT_MAX));
   }
+  // A transferred (structuredClone, postMessage) ArrayBuffer leaves its views detached: they
+  // read as empty, and an empty buffer here against full ones on the other ranks would make
+  // the collective fail or wait forever.
+  bool detached = false;
+  if (length == 0 && napi_is_detached_arraybuffer(env, arrayBuffer, &detached) == napi_ok && detached) {
+    ThrowTypeError(env, std::string(name) + "'s ArrayBuffer was detached (transferred); it holds no data");
+  }
   buffer.count = static_cast<int>(length);
   buffer.bytes = length * elementSize;
   return buffer;

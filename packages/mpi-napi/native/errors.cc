@@ -16,12 +16,16 @@ void ThrowRangeError(Napi::Env env, const std::string& message) {
 }
 
 void ThrowMpiError(Napi::Env env, int code, const char* operation) {
+  throw Napi::Error::New(env, std::string(operation) + " failed: " + MpiErrorString(code));
+}
+
+std::string MpiErrorString(int code) {
   char text[MPI_MAX_ERROR_STRING];
   int length = 0;
-  if (MPI_Error_string(code, text, &length) != MPI_SUCCESS) length = 0;
-  std::string message = std::string(operation) + " failed: " +
-                        (length > 0 ? std::string(text, length) : "MPI error " + std::to_string(code));
-  throw Napi::Error::New(env, message);
+  if (MPI_Error_string(code, text, &length) != MPI_SUCCESS || length <= 0) {
+    return "MPI error " + std::to_string(code);
+  }
+  return std::string(text, length);
 }
 
 int IntArg(Napi::Env env, const Napi::Value& value, const char* name) {

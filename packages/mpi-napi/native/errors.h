@@ -20,6 +20,9 @@ namespace mpinapi {
 [[noreturn]] void ThrowRangeError(Napi::Env env, const std::string& message);
 [[noreturn]] void ThrowMpiError(Napi::Env env, int code, const char* operation);
 
+// MPI's own text for an error code ("MPI_ERR_TRUNCATE: message truncated").
+std::string MpiErrorString(int code);
+
 // Every communicator is set to MPI_ERRORS_RETURN, so MPI hands failures back as codes.
 inline void CheckMpi(Napi::Env env, int code, const char* operation) {
   if (code != MPI_SUCCESS) ThrowMpiError(env, code, operation);

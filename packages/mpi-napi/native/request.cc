@@ -37,21 +37,19 @@ Napi::Value Request::Start(Napi::Env env, MPI_Request request, Kind kind, const 
   return object;
 }
 
-std::string Request::Complete(int code, const MPI_Status& status) {
+Request::Problem Request::Complete(int code, const MPI_Status& status) {
   done_ = true;
   --pending;
-  std::string problem;
+  Problem problem;
   if (code != MPI_SUCCESS) {
-    char text[MPI_MAX_ERROR_STRING];
-    int length = 0;
-    MPI_Error_string(code, text, &length);
-    problem = std::string(text, length);
+    problem.message = MpiErrorString(code);
   } else if (kind_ == Kind::kRecv) {
     int received = 0;
     MPI_Get_count(&status, buffer_.type, &received);
     if (received != buffer_.count) {
-      problem = "received " + std::to_string(received) + " elements into a buffer of " +
-                std::to_string(buffer_.count);
+      problem.isRange = true;
+      problem.message = "received " + std::to_string(received) + " elements into a buffer of " +
+                        std::to_string(buffer_.count);
     }
   } else if (kind_ == Kind::kAllreduce && divisor_ != 0) {
     DivideInPlace(buffer_, divisor_);
@@ -61,6 +59,13 @@ std::string Request::Complete(int code, const MPI_Status& status) {
   return problem;
 }
 
+void Request::ThrowIf(Napi::Env env, const char* operation, const Problem& problem) {
+  if (problem.message.empty()) return;
+  std::string message = std::string(operation) + " failed: " + problem.message;
+  if (problem.isRange) ThrowRangeError(env, message);
+  throw Napi::Error::New(env, message);
+}
+
 void Request::Wait(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (waited_) ThrowTypeError(env, "wait() was already called on this request");
@@ -68,8 +73,7 @@ void Request::Wait(const Napi::CallbackInfo& info) {
   if (done_) return;  // test() already saw it complete
   MPI_Status status;
   int code = MPI_Wait(&request_, &status);
-  std::string problem = Complete(code, status);
-  if (!problem.empty()) throw Napi::Error::New(env, "wait failed: " + problem);
+  ThrowIf(env, "wait", Complete(code, status));
 }
 
 Napi::Value Request::Test(const Napi::CallbackInfo& info) {
@@ -79,8 +83,7 @@ Napi::Value Request::Test(const Napi::CallbackInfo& info) {
     MPI_Status status;
     int code = MPI_Test(&request_, &flag, &status);
     if (flag || code != MPI_SUCCESS) {
-      std::string problem = Complete(code, status);
-      if (!problem.empty()) throw Napi::Error::New(env, "test failed: " + problem);
+      ThrowIf(env, "test", Complete(code, status));
     }
   }
   return Napi::Boolean::New(env, done_);
@@ -125,16 +128,18 @@ Napi::Value WaitAll(const Napi::CallbackInfo& info) {
       handles.push_back(r->request_);
     }
   }
+  // Nothing left for MPI (possibly finalized since, which makes any MPI call an error).
+  if (waiting.empty()) return env.Undefined();
   std::vector<MPI_Status> statuses(handles.size());
   int code = MPI_Waitall(static_cast<int>(handles.size()), handles.data(), statuses.data());
-  std::string firstProblem;
+  Request::Problem first;
   for (size_t i = 0; i < waiting.size(); ++i) {
     // On failure MPI reports each request's own code in its status (MPI_ERR_IN_STATUS).
     int own = code == MPI_SUCCESS ? MPI_SUCCESS : code == MPI_ERR_IN_STATUS ? statuses[i].MPI_ERROR : code;
-    std::string problem = waiting[i]->Complete(own, statuses[i]);
-    if (firstProblem.empty()) firstProblem = problem;
+    Request::Problem problem = waiting[i]->Complete(own, statuses[i]);
+    if (first.message.empty()) first = problem;
   }
-  if (!firstProblem.empty()) throw Napi::Error::New(env, "waitAll failed: " + firstProblem);
+  Request::ThrowIf(env, "waitAll", first);
   return env.Undefined();
 }
 

@@ -38,10 +38,19 @@ class Request : public Napi::ObjectWrap<Request> {
   Napi::Value Test(const Napi::CallbackInfo& info);
   Napi::Value Done(const Napi::CallbackInfo& info);
 
+  // What went wrong with a completed operation. A message shorter than its buffer is the
+  // caller's mistake, a RangeError as with the blocking recv; the rest are MPI's failures.
+  struct Problem {
+    bool isRange = false;
+    std::string message;  // empty: nothing went wrong
+  };
+
   // Called once, when MPI says the operation is over: releases the references and finishes
-  // the operation's work. Returns what went wrong ("" if nothing) instead of throwing, so
-  // that waitAll can complete all its requests before reporting.
-  std::string Complete(int code, const MPI_Status& status);
+  // the operation's work. Returns what went wrong instead of throwing, so that waitAll can
+  // complete all its requests before reporting.
+  Problem Complete(int code, const MPI_Status& status);
+  // Throws `problem` (if any) as a JS error whose message starts with `operation`.
+  static void ThrowIf(Napi::Env env, const char* operation, const Problem& problem);
 
   MPI_Request request_ = MPI_REQUEST_NULL;
   Napi::Reference<Napi::Value> keepAlive_;

@@ -13,6 +13,12 @@ import { Comm } from "./comm.ts";
 let worldComm: Comm | null = null;
 let finalized = false;
 
+// MPI is initialized for one thread only (MPI_THREAD_FUNNELED): the main one. The addon's
+// state is per process, so a worker thread could otherwise reach MPI behind its back.
+function requireMainThread(): void {
+  if (!isMainThread) throw new TypeError("MPI can only be used from the main thread");
+}
+
 /**
  * Starts MPI (MPI_Init_thread) and returns the world communicator: all ranks of the job.
  * Calling it again returns the same communicator. Run under mpirun (see the launcher) for
@@ -21,8 +27,7 @@ let finalized = false;
 export function init(): Comm {
   if (finalized) throw new TypeError("MPI was finalized and cannot start again");
   if (worldComm === null) {
-    // MPI is initialized for one thread only (MPI_THREAD_FUNNELED).
-    if (!isMainThread) throw new TypeError("MPI can only be used from the main thread");
+    requireMainThread();
     worldComm = new Comm(native.init());
     handleFailuresAndExit(worldComm.rank, worldComm.size);
   }
@@ -41,6 +46,7 @@ export function world(): Comm {
  * needed to end MPI early. Nothing MPI can be used afterwards.
  */
 export function finalize(): void {
+  requireMainThread();
   native.finalize();
   finalized = worldComm !== null;
 }

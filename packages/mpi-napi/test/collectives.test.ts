@@ -54,6 +54,12 @@ function expectedResults(size: number, rank: number): Results {
   expected["iallreduce.overlap.total"] = [range(1 << 20).reduce((total, i) => total + period[i % 11]!, 0)];
   expected["iallreduce.overlap.worked"] = [1];
   expected["iallreduce.avg"] = reduce(all(5), "avg");
+  const fromPrev = inputs(prev, 13); // the big isend/irecv repeats every 13 elements
+  expected["isendIrecv.overlap.head"] = range(26).map((i) => fromPrev[i % 13]!);
+  expected["isendIrecv.overlap.total"] = [range(1 << 20).reduce((total, i) => total + fromPrev[i % 13]!, 0)];
+  expected["isendIrecv.overlap.pendingAtFirst"] = [1];
+  const mine = inputs(rank, 13);
+  expected["isendIrecv.overlap.sentTotal"] = [range(1 << 20).reduce((total, i) => total + mine[i % 13]!, 0)];
   expected["gc.received.head"] = inputs(prev, 8);
   expected["gc.keepalive"] = [1, 1]; // alive while pending, collected once done
 
@@ -69,6 +75,16 @@ function expectedResults(size: number, rank: number): Results {
     expected[`${name}.broadcast`] = [members[n - 1]! * 3];
     expected[`${name}.sendrecv`] = [members[(me - 1 + n) % n]!];
     expected[`${name}.iallreduce`] = [Math.max(...members)];
+    expected[`${name}.allreduceInto.avg`] = [
+      members.reduce((s, r) => s + r + 1, 0) / n,
+      members.reduce((s, r) => s - 3 * r, 0) / n,
+    ];
+    expected[`${name}.reduceScatter`] = [2 * me, 2 * me + 1].map((j) =>
+      members.reduce((s, r) => s + (r + 1) * (j + 1), 0),
+    );
+    const prevMember = members[(me - 1 + n) % n]!;
+    if (n > 1) expected[`${name}.sendRecv`] = [prevMember, prevMember * prevMember];
+    expected[`${name}.isendIrecv`] = [prevMember * 7];
   }
   expected["splitNull.isNull"] = [rank === 0 ? 1 : 0];
   if (rank !== 0) expected["splitNull.allreduce"] = [ranks.reduce((s, r) => s + r, 0)];

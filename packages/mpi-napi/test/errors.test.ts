@@ -11,6 +11,8 @@ const TYPE_ERRORS = [
   "dtype.array",
   "dtype.mixed",
   "dtype.avgInt",
+  "dtype.detached",
+  "dtype.detachedIsend",
   "op.unknown",
   "rank.string",
   "wait.twice",
@@ -26,6 +28,8 @@ const TYPE_ERRORS = [
   "after.isend",
   "after.world",
   "after.init",
+  "thread.init",
+  "thread.finalize",
 ];
 const RANGE_ERRORS = [
   "length.allgather",
@@ -44,7 +48,7 @@ const RANGE_ERRORS = [
   "self.send",
   "self.recv",
 ];
-const NO_ERROR = ["test.afterWait", "finalize", "finalize.again"];
+const NO_ERROR = ["test.afterWait", "finalize", "finalize.again", "waitAll.afterFinalize"];
 
 test("wrong arguments and wrong states throw TypeError or RangeError, MPI failures Error", () => {
   const dir = tempDir();
@@ -59,6 +63,13 @@ test("wrong arguments and wrong states throw TypeError or RangeError, MPI failur
   const receiver = readResults<ErrorResults>(dir, 1);
   expect(receiver["mpi.truncate"]).toEqual(["Error", expect.stringContaining("MPI_ERR_TRUNCATE")]);
   expect(receiver["recv.short"]).toEqual(["RangeError", "received 2 elements into a buffer of 4"]);
+  expect(receiver["irecv.short"]).toEqual([
+    "RangeError",
+    "wait failed: received 2 elements into a buffer of 4",
+  ]);
+  expect(readResults<ErrorResults>(dir, 0)["thread.init"]![1]).toBe(
+    "MPI can only be used from the main thread",
+  );
   expect(readResults<ErrorResults>(dir, 0)["dtype.mixed"]![1]).toBe(
     "mixed dtypes: Float32Array and Float64Array",
   );
@@ -69,6 +80,7 @@ test.each([
   { ranks: 4, mode: "throw", message: "Error: boom on rank 3", code: 1 },
   { ranks: 4, mode: "reject", message: "Error: rejected on rank 3", code: 1 },
   { ranks: 2, mode: "exit", message: "", code: 3 },
+  { ranks: 4, mode: "abort", message: "", code: 4 },
 ])("a rank that fails ($mode) ends the $ranks-rank job quickly", ({ ranks, mode, message, code }) => {
   const outcome = runWorkers(ranks, "fail.ts", [mode]);
   expect(outcome.code, report(outcome)).toBe(code);

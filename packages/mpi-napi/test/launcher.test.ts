@@ -1,6 +1,6 @@
 // The launcher: a script that needs several ranks starts itself under mpirun.
 import { spawn } from "node:child_process";
-import { readdirSync, readFileSync } from "node:fs";
+import { readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { availableParallelism } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeAll, describe, expect, test } from "vitest";
@@ -115,6 +115,20 @@ describe("ensureLaunched", () => {
     const outcome = launch([tempDir(), "fail", "2"]);
     expect(outcome.code, report(outcome)).toBe(1);
     expect(outcome.stderr.split("[rank 1] Error: failure on rank 1").length - 1).toBe(1);
+  });
+
+  test("a hostfile and extra mpirun arguments reach mpirun", () => {
+    // More ranks than cores: without the hostfile's slots mpirun would refuse them, as the
+    // launcher does not oversubscribe when given a hostfile.
+    const ranks = availableParallelism() + 2;
+    const dir = tempDir();
+    const hostfile = join(dir, "hosts");
+    writeFileSync(hostfile, `localhost slots=${ranks}\n`);
+    const outcome = launch([dir, "hosts", String(ranks), hostfile]);
+    expect(outcome.code, report(outcome)).toBe(0);
+    for (let rank = 0; rank < ranks; rank++) {
+      expect(readResults(dir, rank), `rank ${rank}`).toEqual({ size: [ranks], marked: [1] });
+    }
   });
 
   test("under mpirun with the wrong number of ranks, the script refuses to start", () => {

@@ -131,6 +131,29 @@ for (const dtype of DTYPES) {
   record("iallreduce.overlap.total", [total]);
   record("iallreduce.overlap.worked", [polls > 0 && work > 0 ? 1 : 0]);
 
+  // A large message each way around the ring, moving while this rank works.
+  const outgoing = new Float64Array(1 << 20);
+  for (let i = 0; i < outgoing.length; i++) outgoing[i] = inputValue(rank, i % 13);
+  const received = new Float64Array(outgoing.length);
+  const ring = [world.irecv(received, prev, 13)];
+  const pendingAtFirst = !ring[0]!.test(); // certain: nobody sends before the barrier
+  world.barrier();
+  ring.push(world.isend(outgoing, next, 13));
+  // The work: summing what is being sent (reading a buffer in flight is allowed), a chunk
+  // at a time, with a test() after each chunk to let MPI progress.
+  let sentTotal = 0;
+  for (let start = 0; start < outgoing.length; start += 1 << 16) {
+    for (let i = start; i < start + (1 << 16); i++) sentTotal += outgoing[i];
+    ring.every((r) => r.test());
+  }
+  waitAll(ring); // test() may have completed them; waitAll still counts as their wait
+  record("isendIrecv.overlap.head", received.subarray(0, 26));
+  let ringTotal = 0;
+  for (let i = 0; i < received.length; i++) ringTotal += received[i];
+  record("isendIrecv.overlap.total", [ringTotal]);
+  record("isendIrecv.overlap.pendingAtFirst", [pendingAtFirst ? 1 : 0]);
+  record("isendIrecv.overlap.sentTotal", [sentTotal]);
+
   const averaged = input("Float64Array", 5);
   world.iallreduce(averaged, "avg").wait();
   record("iallreduce.avg", averaged);
@@ -207,6 +230,34 @@ for (const dtype of DTYPES) {
     const viaRequest = new Int32Array([rank]);
     comm.iallreduce(viaRequest, "max").wait();
     record(`${name}.iallreduce`, viaRequest);
+    const averaged = new Float32Array(2);
+    comm.allreduceInto(new Float32Array([rank + 1, -3 * rank]), averaged, "avg");
+    record(`${name}.allreduceInto.avg`, averaged);
+    const blocks = Int32Array.from({ length: 2 * comm.size }, (_, j) => (rank + 1) * (j + 1));
+    const myBlock = new Int32Array(2);
+    comm.reduceScatter(blocks, myBlock);
+    record(`${name}.reduceScatter`, myBlock);
+    const nextMember = (comm.rank + 1) % comm.size;
+    const prevMember = (comm.rank - 1 + comm.size) % comm.size;
+    if (comm.size > 1) {
+      // Blocking send/recv around the ring: even members send first, so the calls pair up.
+      const fromPrevBlocking = new Float64Array(2);
+      const mine = new Float64Array([rank, rank * rank]);
+      if (comm.rank % 2 === 0) {
+        comm.send(mine, nextMember, 2);
+        comm.recv(fromPrevBlocking, prevMember, 2);
+      } else {
+        comm.recv(fromPrevBlocking, prevMember, 2);
+        comm.send(mine, nextMember, 2);
+      }
+      record(`${name}.sendRecv`, fromPrevBlocking);
+    }
+    const fromPrevRequest = new BigInt64Array(1);
+    waitAll([
+      comm.irecv(fromPrevRequest, prevMember, 4),
+      comm.isend(new BigInt64Array([BigInt(rank * 7)]), nextMember, 4),
+    ]);
+    record(`${name}.isendIrecv`, fromPrevRequest);
     comm.barrier();
     comm.free();
   }

@@ -1,5 +1,7 @@
 // Misuse of every kind, on 2 ranks: each case records the class and message of the error it
 // got (or "none"). Usage: mpirun -n 2 node --import tsx errors.ts OUT_DIR
+import { once } from "node:events";
+import { Worker } from "node:worker_threads";
 import { finalize, init, waitAll, world, type Buffer, type ReduceOp, type Request } from "../../src/index.ts";
 import { writeResults, type ErrorResults } from "./fixtures.ts";
 
@@ -26,6 +28,13 @@ attempt("dtype.array", () => comm.allreduce([1, 2] as unknown as Buffer));
 attempt("dtype.mixed", () => comm.allgather(f32(2), new Float64Array(4)));
 attempt("dtype.avgInt", () => comm.allreduce(new Int32Array(2), "avg"));
 attempt("op.unknown", () => comm.allreduce(f32(2), "prod" as ReduceOp));
+{
+  // Transferring an ArrayBuffer leaves its views empty; MPI must not see them as 0 elements.
+  const moved = f32(4);
+  structuredClone(moved.buffer, { transfer: [moved.buffer] });
+  attempt("dtype.detached", () => comm.allreduce(moved));
+  attempt("dtype.detachedIsend", () => comm.isend(moved, peer));
+}
 
 // Lengths that do not fit, and overlapping buffers.
 attempt("length.allgather", () => comm.allgather(f32(2), f32(3)));
@@ -54,6 +63,10 @@ else attempt("mpi.truncate", () => comm.recv(f32(4), 0, 21));
 // A message shorter than the buffer.
 if (rank === 0) comm.send(f32(2), 1, 22);
 else attempt("recv.short", () => comm.recv(f32(4), 0, 22));
+
+// The same through irecv: the short message is reported when the request completes.
+if (rank === 0) comm.send(f32(2), 1, 25);
+else attempt("irecv.short", () => comm.irecv(f32(4), 0, 25).wait());
 
 // Requests: waiting twice, waitAll on things that are not requests.
 {
@@ -90,9 +103,26 @@ else attempt("recv.short", () => comm.recv(f32(4), 0, 22));
   pending.wait();
 }
 
-// Anything after finalize.
+// MPI belongs to the main thread: a worker thread can neither start nor end it.
+{
+  // The --import tsx of this process does not make worker threads load .ts files (Node 20),
+  // so the thread loads its script through tsx's API.
+  const script = JSON.stringify(new URL("thread.ts", import.meta.url).href);
+  const thread = new Worker(`import("tsx/esm/api").then((tsx) => tsx.tsImport(${script}, ${script}))`, {
+    eval: true,
+  });
+  const [fromThread] = (await once(thread, "message")) as [ErrorResults];
+  Object.assign(errors, fromThread);
+  await thread.terminate();
+}
+
+// Anything after finalize. The `exchange` requests completed (test() said so) but were
+// never waited for: waitAll on them afterwards must not call MPI.
 const sub = comm.split(0)!;
+const exchange = [comm.irecv(f32(1), peer, 26), comm.isend(f32(1), peer, 26)];
+while (!exchange.every((request) => request.test())); // test() lets MPI progress
 attempt("finalize", () => finalize());
+attempt("waitAll.afterFinalize", () => waitAll(exchange));
 attempt("finalize.again", () => finalize());
 attempt("after.allreduce", () => comm.allreduce(f32(1)));
 attempt("after.sub", () => sub.barrier());
