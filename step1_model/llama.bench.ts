@@ -1,13 +1,14 @@
 // pnpm bench: fwd + bwd + AdamW throughput of the Llama on one CPU thread, next to PyTorch's on the same
 // work (../shared/anchors/torch_llama.py bench, when python3-torch is installed), runs alternating.
 //   pnpm bench [-- --steps 4 --rounds 2 --threads 1]
+//   pnpm bench -- --profile      where one step's time goes, op by op (forward and backward)
 import { execFileSync } from "node:child_process";
 import fs from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import yargs from "yargs";
 import { hideBin } from "yargs/helpers";
-import { Generator, measurePeakFlops, optim, setNumThreads } from "@picotron/tensor";
+import { Generator, measurePeakFlops, optim, profile, setNumThreads } from "@picotron/tensor";
 import type { LlamaConfig } from "./config.ts";
 import { Llama, lossFn } from "./model.ts";
 import { randint } from "./utils.ts";
@@ -35,6 +36,7 @@ const args = yargs(argv)
     mbs: { type: "number", default: 4 },
     seq: { type: "number", default: 256 },
     torch: { type: "boolean", default: true, describe: "also measure PyTorch (--no-torch to skip)" },
+    profile: { type: "boolean", default: false, describe: "print one step's time per op instead" },
   })
   .strict()
   .parseSync();
@@ -66,16 +68,26 @@ const matmulParams = model
   .filter(([name, p]) => p.ndim === 2 && name !== "embedding.weight")
   .reduce((n, [, p]) => n + p.numel, 0);
 
+function trainStep(): void {
+  optimizer.zeroGrad();
+  lossFn(model.forward(input), target).backward();
+  optimizer.step();
+}
+
 function ourRound(): number[] {
   const times: number[] = [];
   for (let s = 0; s <= args.steps; s++) {
     const t = performance.now();
-    optimizer.zeroGrad();
-    lossFn(model.forward(input), target).backward();
-    optimizer.step();
+    trainStep();
     times.push((performance.now() - t) / 1e3);
   }
   return times.slice(1); // the first step compiles kernels
+}
+
+if (args.profile) {
+  for (let s = 0; s < 3; s++) trainStep(); // compiles the kernels and lets the heap reach its size
+  console.log(profile(trainStep).table());
+  process.exit(0);
 }
 
 const anchor = path.resolve(

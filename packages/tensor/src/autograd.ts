@@ -1,7 +1,9 @@
 // Reverse-mode autograd in the style of micrograd: every op output remembers a Node (its inputs and a
 // closure that maps the output's gradient to the inputs' gradients); backward() walks the graph in
 // reverse topological order. Leaves accumulate into .grad and then fire their post-accumulate hooks.
-import type { Tensor } from "./tensor.ts";
+import { Tensor } from "./tensor.ts";
+import { timed } from "./profiler.ts";
+import { binaryArrays } from "./ops/elementwise.ts";
 
 export class Node {
   constructor(
@@ -112,29 +114,31 @@ export function backward(root: Tensor, gradOutput?: Tensor): void {
     if (!fn) throw new Error(`backward through ${node.name} a second time: its saved tensors were freed`);
     node.backwardFn = null;
     if (g && t.retainsGrad) accumulate(t, g, false);
-    const inputGrads = g ? fn(g) : [];
+    const inputGrads = g
+      ? timed(
+          () => `${node.name}.backward [${t.shape.join(", ")}]`,
+          () => fn(g),
+        )
+      : [];
     node.inputs.forEach((input, i) => {
       if (!input) return;
       const gi = inputGrads[i];
       if (input.isLeaf) {
-        if (gi) accumulate(input, gi, isOwned(gi, g!, inputGrads));
+        if (gi) timed("(grad accumulation)", () => accumulate(input, gi, isOwned(gi, g!, inputGrads)));
         const left = leafEdges.get(input)! - 1;
         leafEdges.set(input, left);
         if (left === 0) for (const h of input.postAccumulateGradHooks) h(input);
       } else if (gi) {
         const prev = grads.get(input);
-        grads.set(input, prev ? addGrads(prev, gi) : gi);
+        grads.set(input, prev ? timed("(grad accumulation)", () => addGrads(prev, gi)) : gi);
       }
     });
   }
 }
 
+/** a + b in a new buffer (a and b may be shared with other nodes, so neither is reused). */
 function addGrads(a: Tensor, b: Tensor): Tensor {
-  const out = a.clone();
-  const dst = out.storage as Float32Array;
-  const src = b.values() as Float32Array;
-  for (let i = 0; i < dst.length; i++) dst[i] += src[i]!;
-  return out;
+  return new Tensor(binaryArrays("Add", a.values() as Float32Array, b.values() as Float32Array), a.shape);
 }
 
 /** What a custom function's forward may stash for its backward (like PyTorch's ctx). */
@@ -159,7 +163,10 @@ export interface FunctionSpec<Args extends Tensor[]> {
 export function defineFunction<Args extends Tensor[]>(spec: FunctionSpec<Args>): (...args: Args) => Tensor {
   return (...args: Args) => {
     const ctx: FunctionCtx = { saved: [] };
-    const out = noGrad(() => spec.forward(ctx, ...args));
+    const out = timed(
+      (o) => `${spec.name} [${o.shape.join(", ")}]`,
+      () => noGrad(() => spec.forward(ctx, ...args)),
+    );
     if (!gradEnabled || !args.some((a) => a.requiresGrad)) return out;
     // The output must be a fresh node even when forward returned an input (identity forward).
     const result = out.gradFn === null && !args.includes(out) ? out : out.detach();

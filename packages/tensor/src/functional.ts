@@ -8,6 +8,8 @@ export {
   swiglu,
   applyRotaryEmb as apply_rotary_emb,
   causalAttention as causal_attention,
+  blockAttentionForward as block_attention_forward,
+  blockAttentionBackward as block_attention_backward,
   crossEntropy as cross_entropy,
   cat,
   split,

@@ -15,6 +15,7 @@ export { noGrad, isGradEnabled, defineFunction, type FunctionCtx, type FunctionS
 export { Generator, fillRandom, type Distribution } from "./random.ts";
 export { setNumThreads, getNumThreads, kernelCacheSize } from "./kernels/ort.ts";
 export { measurePeakFlops } from "./peak.ts";
+export { profile, ProfileReport, type ProfileRow } from "./profiler.ts";
 export { loadSafetensors, saveSafetensors, serializeSafetensors, SafetensorsError } from "./safetensors.ts";
 export * as F from "./functional.ts";
 export * as nn from "./nn/index.ts";

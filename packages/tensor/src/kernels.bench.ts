@@ -24,15 +24,26 @@ const io = (d: Float32Array, shape = [n]) => ({ data: d, shape });
 
 const rows: [string, number, number][] = [];
 
-const add = kernel(`bench-add|${n}`, (g) =>
-  g.output(g.op("Add", [g.input("x", "float32", [n]), g.input("y", "float32", [n])]), "float32", [n]),
+// The residual stream's adds, as a training step sees them: [1024, 576] activations read from memory (many
+// different ones, not one hot buffer) into a fresh output each time. Averaged over the pairs.
+const h = 1024 * 576;
+const pairs = Array.from({ length: 32 }, (_, k) =>
+  [0, 1].map(() => Float32Array.from({ length: h }, (_, i) => Math.sin(i + k))),
+);
+const add = kernel(`bench-add|${h}`, (g) =>
+  g.output(g.op("Add", [g.input("x", "float32", [h]), g.input("y", "float32", [h])]), "float32", [h]),
 );
 rows.push([
-  `add, ${n} elements`,
+  `add, ${h} elements, fresh output`,
   best(() => {
-    for (let i = 0; i < n; i++) out[i] = x[i]! + y[i]!;
-  }),
-  best(() => add.run([io(x), io(y)], [io(out)])),
+    for (const [a, b] of pairs) {
+      const o = new Float32Array(h);
+      for (let i = 0; i < h; i++) o[i] = a![i]! + b![i]!;
+    }
+  }) / pairs.length,
+  best(() => {
+    for (const [a, b] of pairs) add.run([io(a!, [h]), io(b!, [h])], [io(new Float32Array(h), [h])]);
+  }) / pairs.length,
 ]);
 
 const swiglu = kernel(`bench-swiglu|${n}`, (g) => {

@@ -103,6 +103,8 @@ export function kernel(key: string, build: (g: TypedGraph) => void): Kernel {
     interOpNumThreads: 1,
     executionMode: "sequential",
     graphOptimizationLevel: "all",
+    // The CPU memory arena stays on (the default): it keeps the big intermediates, like the softmax of the
+    // logits, from one run to the next (turning it off measured no faster on the bench step).
     // Idle kernel threads sleep instead of spinning: with several ranks per machine, spinning threads
     // steal the cores the other ranks compute on.
     extra: { session: { intra_op: { allow_spinning: "0" }, inter_op: { allow_spinning: "0" } } },

@@ -1,8 +1,6 @@
 // The three layers the Llama needs, initialized as the tutorial's PyTorch defaults.
 import { Module, Parameter } from "./module.ts";
-import { linear } from "../ops/matmul.ts";
-import { embedding } from "../ops/embedding.ts";
-import { rmsNorm } from "../ops/norm.ts";
+import { linear, embedding, rmsNorm } from "../ops/index.ts";
 import type { Tensor } from "../tensor.ts";
 
 /** y = x W^T (no bias); W: [out_features, in_features] ~ U(-1/sqrt(in), 1/sqrt(in)). */

@@ -4,6 +4,7 @@
 // group's K/V directly; dK/dV then sum over the group for free.
 import { kernel, type TypedGraph } from "../kernels/ort.ts";
 import { Tensor, withGrad, shapeStr } from "../tensor.ts";
+import { uninitialized } from "./alloc.ts";
 
 const masks = new Map<number, Float32Array>();
 /** [seq, seq] additive causal mask: 0 on and below the diagonal, -inf above. */
@@ -63,8 +64,8 @@ export function causalAttention(q: Tensor, k: Tensor, v: Tensor): Tensor {
   const qShape = [b, s, nh, d];
   const kvShape = [b, s, nkv, d];
   const pShape = [b, nkv, rep, s, s]; // attention probabilities, saved for backward
-  const out = new Float32Array(q.numel);
-  const probs = new Float32Array(b * nh * s * s);
+  const out = uninitialized(q.numel);
+  const probs = uninitialized(b * nh * s * s);
   const qv = q.values() as Float32Array;
   const kv = k.values() as Float32Array;
   const vv = v.values() as Float32Array;
@@ -95,9 +96,9 @@ export function causalAttention(q: Tensor, k: Tensor, v: Tensor): Tensor {
     ],
   );
   return withGrad(new Tensor(out, qShape), "CausalAttention", [q, k, v], (grad) => {
-    const dq = new Float32Array(q.numel);
-    const dk = new Float32Array(k.numel);
-    const dv = new Float32Array(v.numel);
+    const dq = uninitialized(q.numel);
+    const dk = uninitialized(k.numel);
+    const dv = uninitialized(v.numel);
     kernel(`AttentionBackward|${qShape}|${kvShape}`, (g) => {
       const qg = toGrouped(g, g.input("q", "float32", qShape), dims, nh); // [b, kv, rep*s, d]
       const kg = toGrouped(g, g.input("k", "float32", kvShape), dims, nkv); // [b, kv, s, d]

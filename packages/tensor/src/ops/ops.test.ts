@@ -159,7 +159,7 @@ describe("shape errors", () => {
 });
 
 describe("kernels", () => {
-  it("the blocked linear (more than 4096 outputs) equals x @ W^T from matmul, with gradients", () => {
+  it("the wide linear (8192+ outputs: backward in blocks, the last one partial) matches matmul", () => {
     const x = rand([3, 8]);
     const w = rand([9000, 8]);
     x.requiresGrad = true;
@@ -176,6 +176,19 @@ describe("kernels", () => {
     expect(maxDiff(y.toArray(), ref.toArray())).toBeLessThan(1e-5);
     expect(maxDiff(gx, x.grad!.toArray())).toBeLessThan(1e-4);
     expect(maxDiff(gw, w.grad!.toArray())).toBeLessThan(1e-5);
+    // only one of the two gradients asked for
+    for (const [a, b] of [
+      [x, w],
+      [w, x],
+    ] as const) {
+      a.grad = null;
+      b.grad = null;
+      b.requiresGrad = false;
+      F.linear(x, w).backward(r);
+      expect(maxDiff(a.grad!.toArray(), a === x ? gx : gw)).toBeLessThan(1e-5);
+      expect(b.grad).toBeNull();
+      b.requiresGrad = true;
+    }
   });
 
   it("compiles each op signature once and reuses the session", () => {

@@ -3,6 +3,8 @@
 //   m <- b1 m + (1 - b1) g;   v <- b2 v + (1 - b2) g^2
 //   p <- p - (lr / (1 - b1^t)) * m / (sqrt(v) / sqrt(1 - b2^t) + eps)
 import { Tensor } from "../tensor.ts";
+import { timed } from "../profiler.ts";
+import { adamwUpdate } from "./adamw_update.ts";
 
 export interface AdamWOptions {
   lr?: number;
@@ -51,26 +53,25 @@ export class AdamW {
   }
 
   step(): void {
+    timed("AdamW.step", () => this.update());
+  }
+
+  private update(): void {
     this.stepCount++;
     const [b1, b2] = this.betas;
     const t = this.stepCount;
-    const stepSize = this.lr / (1 - b1 ** t);
-    const bc2Sqrt = Math.sqrt(1 - b2 ** t);
-    const decay = 1 - this.lr * this.weightDecay;
+    const scalars = {
+      b1,
+      b2,
+      stepSize: this.lr / (1 - b1 ** t),
+      bc2Sqrt: Math.sqrt(1 - b2 ** t),
+      decay: 1 - this.lr * this.weightDecay,
+      eps: this.eps,
+    };
     this.params.forEach((p, i) => {
-      if (p.grad)
-        adamwUpdate(
-          p.storage as Float32Array,
-          p.grad.values() as Float32Array,
-          this.expAvg[i]!,
-          this.expAvgSq[i]!,
-          b1,
-          b2,
-          stepSize,
-          bc2Sqrt,
-          decay,
-          this.eps,
-        );
+      if (!p.grad) return;
+      const w = p.storage as Float32Array;
+      adamwUpdate(w, p.grad.values() as Float32Array, this.expAvg[i]!, this.expAvgSq[i]!, scalars);
     });
   }
 
@@ -106,32 +107,5 @@ export class AdamW {
       }
     });
     this.stepCount = step;
-  }
-}
-
-/** The fused per-element update: one pass over weights, gradient and both moments. */
-function adamwUpdate(
-  w: Float32Array,
-  g: Float32Array,
-  m: Float32Array,
-  v: Float32Array,
-  b1: number,
-  b2: number,
-  stepSize: number,
-  bc2Sqrt: number,
-  decay: number,
-  eps: number,
-): void {
-  const c1 = 1 - b1;
-  const c2 = 1 - b2;
-  const invBc2Sqrt = 1 / bc2Sqrt;
-  const n = w.length;
-  for (let j = 0; j < n; j++) {
-    const gj = g[j]!;
-    const mj = b1 * m[j]! + c1 * gj;
-    const vj = b2 * v[j]! + c2 * gj * gj;
-    m[j] = mj;
-    v[j] = vj;
-    w[j] = w[j]! * decay - (stepSize * mj) / (Math.sqrt(vj) * invBc2Sqrt + eps);
   }
 }

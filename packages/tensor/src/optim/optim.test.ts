@@ -38,6 +38,25 @@ describe("AdamW", () => {
     expect(opt.stepCount).toBe(2);
   });
 
+  it("updates long parameters the same way: several SIMD chunks and a partial group of lanes", () => {
+    const n = 2 * 16384 + 7;
+    const values = Array.from({ length: n }, (_, i) => Math.sin(i));
+    const grads = Array.from({ length: n }, (_, i) => Math.cos(3 * i));
+    const p = param(values);
+    const opt = new optim.AdamW([p], { lr: 0.01, betas: [0.9, 0.99], eps: 1e-8, weightDecay: 0.1 });
+    p.grad = tensor(grads);
+    opt.step();
+    // first step: m = 0.1 g, v = 0.01 g^2, mhat = g, vhat = g^2
+    const got = p.toArray();
+    let maxErr = 0;
+    for (let i = 0; i < n; i++) {
+      const g = Math.fround(grads[i]!);
+      const w = Math.fround(values[i]!) * (1 - 0.01 * 0.1) - (0.01 * g) / (Math.abs(g) + 1e-8);
+      maxErr = Math.max(maxErr, Math.abs(got[i]! - w));
+    }
+    expect(maxErr).toBeLessThan(1e-6);
+  });
+
   it("skips parameters without a gradient and round-trips its state", () => {
     const a = param([1]);
     const b = param([1]);
