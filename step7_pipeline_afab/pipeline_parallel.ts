@@ -1,0 +1,246 @@
+// Pipeline parallelism (the tutorial's pipeline_parallel.py): the decoder layers are cut into pp_size
+// contiguous stages, one per pp rank; the first stage also holds the embedding, the last the final norm,
+// the projection and the loss. A micro-batch's activation [mbs, seq, hidden] travels forward from stage
+// to stage, and its gradient travels back the same way, point to point (pp_communications.ts).
+//
+// All-forward-all-backward (AFAB, GPipe): every stage runs the forward of all grad_acc micro-batches, then
+// all their backwards. Simple, but each stage keeps the activations of every micro-batch until its backward,
+// and stage p idles while the work ramps up and down the pipeline (the "bubble", (pp - 1) / (m + pp - 1) of
+// the step for m micro-batches):
+//
+//   stage 0   F1 F2 F3 F4 .  .  .  .  .  .  B1 B2 B3 B4
+//   stage 1   .  F1 F2 F3 F4 .  .  .  .  B1 B2 B3 B4 .
+//   stage 2   .  .  F1 F2 F3 F4 .  .  B1 B2 B3 B4 .  .
+//   stage 3   .  .  .  F1 F2 F3 F4 B1 B2 B3 B4 .  .  .
+//
+// Inside a stage, tensor parallelism splits the layers' matrices (apply_tensor_parallel works on a stage),
+// and with dp > 1 DataParallelBucket wraps the stage: its gradient hooks fire in the stage's backward as in
+// step 6's, and the schedule lets only the step's last backward average the gradients over the replicas.
+import { nn, type Tensor } from "@picotron/tensor";
+import type { LlamaConfig } from "./config.ts";
+import { DataParallelBucket } from "./data_parallel.ts";
+import type { MicroBatchDataLoader } from "./dataloader.ts";
+import { DecoderLayer, lossFn } from "./model.ts";
+import * as pgm from "./process_group_manager.ts";
+import { recv_backward, recv_forward, send_backward, send_forward } from "./pp_communications.ts";
+import { tracer } from "./trace.ts";
+
+/**
+ * The global indices of the decoder layers of stage `ppRank`: num_layers // pp each, and one more for the
+ * first num_layers % pp stages (5 layers on 2 stages: [0, 1, 2] and [3, 4]).
+ */
+export function distribute_layers(numLayers: number, ppSize: number, ppRank: number): number[] {
+  checkPipelineParallel(numLayers, ppSize);
+  const layersPerStage = (p: number) => Math.floor(numLayers / ppSize) + (p < numLayers % ppSize ? 1 : 0);
+  let start = 0;
+  for (let p = 0; p < ppRank; p++) start += layersPerStage(p);
+  return Array.from({ length: layersPerStage(ppRank) }, (_, i) => start + i);
+}
+
+/** Throws when some stage would get no decoder layer (checked before launching anything). */
+export function checkPipelineParallel(numLayers: number, ppSize: number): void {
+  if (ppSize > numLayers) {
+    throw new RangeError(
+      `pipeline parallelism needs at least one decoder layer per stage: --pp_size ${ppSize} > num_hidden_layers ${numLayers}`,
+    );
+  }
+}
+
+/**
+ * The tutorial's nn.ModuleDict({str(i): layer}): this stage's decoder layers keyed by their global index,
+ * so their parameters are named as in the whole model (decoder_layers.4.attention.q_proj.weight): the
+ * deterministic init, keyed by name, gives every stage exactly the 1-rank model's weights, and checkpoints
+ * keep picotron's names. Iterating yields the layers in order.
+ */
+export class StageLayers extends nn.Module {
+  [index: number]: DecoderLayer;
+
+  constructor(config: LlamaConfig, indices: readonly number[]) {
+    super();
+    for (const i of indices) this[i] = new DecoderLayer(config);
+  }
+
+  *[Symbol.iterator](): Iterator<DecoderLayer> {
+    // integer keys enumerate in ascending order
+    for (const value of Object.values(this)) if (value instanceof DecoderLayer) yield value;
+  }
+}
+
+/** One pipeline stage of the Llama: only this stage's modules are built (other stages' never exist here). */
+export class PipelineParallel extends nn.Module {
+  readonly layer_distribution: number[];
+  embedding: nn.Embedding | null;
+  decoder_layers: StageLayers;
+  final_norm: nn.RMSNorm | null;
+  final_proj: nn.Linear | null;
+
+  constructor(readonly config: LlamaConfig) {
+    super();
+    const { pp_rank, pp_world_size, pp_is_first_stage, pp_is_last_stage } = pgm.process_group_manager;
+    this.layer_distribution = distribute_layers(config.num_hidden_layers, pp_world_size, pp_rank);
+    this.embedding = pp_is_first_stage ? new nn.Embedding(config.vocab_size, config.hidden_size) : null;
+    this.decoder_layers = new StageLayers(config, this.layer_distribution);
+    this.final_norm = pp_is_last_stage ? new nn.RMSNorm(config.hidden_size, config.rms_norm_eps) : null;
+    this.final_proj = pp_is_last_stage ? new nn.Linear(config.hidden_size, config.vocab_size) : null;
+  }
+
+  /**
+   * First stage: input_ids [mbs, seq] int32; other stages: the previous stage's activation [mbs, seq, hidden].
+   * Returns the activation [mbs, seq, hidden] for the next stage, or the logits [mbs, seq, vocab] on the last.
+   */
+  forward(x: Tensor): Tensor {
+    if (x.shape[1]! > this.config.max_position_embeddings) {
+      throw new RangeError(
+        `sequence length ${x.shape[1]} exceeds max_position_embeddings ${this.config.max_position_embeddings}`,
+      );
+    }
+    if (this.embedding) x = this.embedding.forward(x); // [mbs, seq, hidden]
+    for (const layer of this.decoder_layers) x = layer.forward(x); // [mbs, seq, hidden]
+    if (this.final_norm && this.final_proj) x = this.final_proj.forward(this.final_norm.forward(x)); // [mbs, seq, vocab]
+    return x;
+  }
+
+  /**
+   * Backpropagates one micro-batch through this stage: `output` is the stage's output (the loss on the last
+   * stage, whose gradient is 1), `outputGrad` the gradient the next stage sent back. Returns the gradient of
+   * the received activation, for the previous stage (null on the first stage, whose input is token ids).
+   */
+  backward(input: Tensor | null, output: Tensor, outputGrad: Tensor | null): Tensor | null {
+    output.backward(outputGrad ?? undefined);
+    if (!input) return null;
+    if (!input.grad) throw new Error("pipeline backward: the stage's output does not depend on its input");
+    return input.grad;
+  }
+}
+
+// ---- Activation memory ----
+
+/**
+ * Bytes of activations one micro-batch keeps alive until its backward: every distinct buffer reachable from
+ * its output through the autograd graph (op outputs, the received activation), parameters excluded. Buffers
+ * an op keeps privately inside its backward closure (attention's probabilities) are invisible here, so this
+ * is a lower bound, computed the same way for every schedule.
+ */
+export function activationBytes(output: Tensor): number {
+  const seen = new Set<Tensor>();
+  const buffers = new Set<Tensor["storage"]>(); // views share their base tensor's storage
+  const stack = [output];
+  while (stack.length > 0) {
+    const t = stack.pop()!;
+    if (seen.has(t)) continue;
+    seen.add(t);
+    if (!(t instanceof nn.Parameter)) buffers.add(t.storage);
+    for (const input of t.gradFn?.inputs ?? []) if (input) stack.push(input);
+  }
+  let bytes = 0;
+  for (const b of buffers) bytes += b.byteLength;
+  return bytes;
+}
+
+// ---- The schedule ----
+
+/** What a schedule needs of the MicroBatchDataLoader. */
+export type MicroBatches = Pick<MicroBatchDataLoader, "next" | "grad_acc_steps">;
+
+export interface PipelineStepResult {
+  /** Sum over the micro-batches of loss / grad_acc on the last stage; 0 on the other stages. */
+  loss: number;
+  /** Peak live activation bytes on this stage during the step (see activationBytes). */
+  peak_activation_bytes: number;
+}
+
+/** A stage, or with dp > 1 the stage wrapped by DataParallelBucket. */
+export type PipelineModel = PipelineParallel | DataParallelBucket<PipelineParallel>;
+
+/** A micro-batch between its forward and its backward on this stage. */
+interface InFlight {
+  input: Tensor | null;
+  output: Tensor;
+  bytes: number;
+}
+
+/**
+ * This stage's forwards and backwards for one step; a schedule decides their order. A forward's micro-batch
+ * stays in flight, its activations held, until its backward; backwards go oldest first. Counts the live
+ * activation bytes and their peak, and sums the loss.
+ */
+class StageRunner {
+  private readonly inFlight: InFlight[] = [];
+  private forwards = 0;
+  private backwards = 0;
+  private liveBytes = 0;
+  private peakBytes = 0;
+  private loss = 0;
+
+  constructor(
+    private readonly model: PipelineModel,
+    private readonly dataloader: MicroBatches,
+  ) {}
+
+  /**
+   * The next micro-batch's forward on this stage. Every stage draws the batch, so the loaders stay in step;
+   * the first stage reads its input_ids, the last its target_ids and returns the loss (divided by grad_acc
+   * as in the single-process loop, so the gradients are the same).
+   */
+  forward(input: Tensor | null): Tensor {
+    const batch = this.dataloader.next();
+    const isLast = pgm.process_group_manager.pp_is_last_stage;
+    const output = tracer.span(
+      "forward",
+      "forward",
+      () => {
+        const out = this.model.forward(input ?? batch.input_ids); // [mbs, seq, hidden] or logits [mbs, seq, vocab]
+        return isLast ? lossFn(out, batch.target_ids).div(this.dataloader.grad_acc_steps) : out;
+      },
+      { microbatch: this.forwards++ },
+    );
+    if (isLast) this.loss += output.item();
+    const bytes = activationBytes(output);
+    this.liveBytes += bytes;
+    this.peakBytes = Math.max(this.peakBytes, this.liveBytes);
+    this.inFlight.push({ input, output, bytes });
+    return output;
+  }
+
+  /** The oldest in-flight micro-batch's backward, given its output's gradient; returns its input's. */
+  backward(outputGrad: Tensor | null): Tensor | null {
+    const f = this.inFlight.shift();
+    if (!f) throw new Error("pipeline schedule: a backward without a micro-batch in flight");
+    const { model } = this;
+    // the earlier micro-batches only accumulate: the gradients are averaged once, in the last backward pass
+    if (model instanceof DataParallelBucket) {
+      model.require_backward_grad_sync = this.backwards === this.dataloader.grad_acc_steps - 1;
+    }
+    const stage = model instanceof DataParallelBucket ? model.module : model;
+    const inputGrad = tracer.span(
+      "backward",
+      "backward",
+      () => stage.backward(f.input, f.output, outputGrad),
+      { microbatch: this.backwards++ },
+    );
+    this.liveBytes -= f.bytes; // the graph, and its activations, are freed
+    return inputGrad;
+  }
+
+  /** Ends the step: waits for the gradient buckets' all-reduces still in flight (dp > 1). */
+  result(): PipelineStepResult {
+    const { model } = this;
+    if (model instanceof DataParallelBucket) {
+      tracer.span("gradient_sync", "all-reduce", () => model.finishGradientSynchronization());
+    }
+    return { loss: this.loss, peak_activation_bytes: this.peakBytes };
+  }
+}
+
+/** All forwards, then all backwards, over the step's grad_acc micro-batches. */
+export function train_step_pipeline_afab(
+  model: PipelineModel,
+  dataloader: MicroBatches,
+  tensorShape: readonly number[], // [mbs, seq, hidden]
+): PipelineStepResult {
+  const stage = new StageRunner(model, dataloader);
+  for (let i = 0; i < dataloader.grad_acc_steps; i++) send_forward(stage.forward(recv_forward(tensorShape)));
+  for (let i = 0; i < dataloader.grad_acc_steps; i++)
+    send_backward(stage.backward(recv_backward(tensorShape)));
+  return stage.result();
+}

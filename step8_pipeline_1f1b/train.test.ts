@@ -1,0 +1,267 @@
+// End-to-end tests of the training loop, run as a user runs it: `node train.ts` with flags, in a scratch folder
+// (the launcher starts mpirun for --dp_size x --pp_size x --tp_size > 1).
+import { spawn } from "node:child_process";
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { toReadableFormat } from "./utils.ts";
+
+const TRAIN = path.join(import.meta.dirname, "train.ts");
+
+let dir: string;
+beforeAll(() => {
+  dir = fs.mkdtempSync(path.join(os.tmpdir(), "step8-train-"));
+  fs.writeFileSync(path.join(dir, "stories.txt"), "Once upon a time there was a little cat. ".repeat(400));
+});
+afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+// a tiny model on the small local text: a step takes milliseconds; 4 layers (pp 4 gives each stage one),
+// 8 heads and 4 KV heads (tp 2 splits them); 8 micro-batches of 1 sequence, more than pp 4's stages
+const MICRO_BATCHES = 8;
+const TINY = [
+  "--dataset_name=stories.txt",
+  "--tokenizer_name=bytes",
+  "--hidden_size=64",
+  "--intermediate_size=128",
+  "--num_hidden_layers=4",
+  "--num_attention_heads=8",
+  "--num_key_value_heads=4",
+  "--seq_len=32",
+  "--micro_batch_size=1",
+  "--max_tokens=5120", // 20 steps of 256 tokens
+  "--lr_scheduler=constant",
+  "--omp_num_threads=1",
+  // 0.02 MiB = 5242 floats: a stage's gradients fill several buckets, whose all-reduces start in turn
+  "--bucket_cap_mb=0.02",
+];
+
+function env(): NodeJS.ProcessEnv {
+  // a clean environment: not inside the caller's MPI job; INIT_CWD (set by pnpm for `pnpm train`) makes
+  // relative paths resolve against the scratch folder
+  const e = Object.fromEntries(
+    Object.entries(process.env).filter(([k]) => !k.startsWith("OMPI_") && !k.startsWith("PMIX_")),
+  );
+  return { ...e, INIT_CWD: dir, PICOTRON_CACHE_DIR: path.join(dir, "cache") };
+}
+
+interface Run {
+  status: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+/**
+ * Runs train.ts to its end. `onStdout` sees the output as it grows and may signal the process. Asynchronous
+ * (not spawnSync): a long run must not block the test worker's event loop.
+ */
+function train(
+  flags: string[],
+  onStdout?: (out: string, child: ReturnType<typeof spawn>) => void,
+): Promise<Run> {
+  const child = spawn(process.execPath, ["--import", "tsx", TRAIN, ...flags], {
+    cwd: import.meta.dirname,
+    env: env(),
+  });
+  const run: Run = { status: null, stdout: "", stderr: "" };
+  child.stdout.on("data", (d: Buffer) => {
+    run.stdout += d.toString();
+    onStdout?.(run.stdout, child);
+  });
+  child.stderr.on("data", (d: Buffer) => (run.stderr += d.toString()));
+  // a hung run: the launcher takes a second SIGTERM as "end the MPI job now"
+  const timer = setTimeout(() => {
+    child.kill("SIGTERM");
+    setTimeout(() => child.kill("SIGTERM"), 1000);
+  }, 240_000);
+  return new Promise((resolve) =>
+    child.on("close", (code) => {
+      clearTimeout(timer);
+      run.status = code;
+      resolve(run);
+    }),
+  );
+}
+
+interface Metrics {
+  loss: number;
+  grad_norm: number;
+  peak_activation_bytes?: number;
+}
+/** The metrics of every step of a run (checking the steps are 1, 2, ...). */
+function metrics(runName: string): Metrics[] {
+  const file = path.join(dir, "runs", runName, "metrics.jsonl");
+  return fs
+    .readFileSync(file, "utf8")
+    .trim()
+    .split("\n")
+    .map((l, i) => {
+      const m = JSON.parse(l) as Metrics & { step: number };
+      expect(m.step).toBe(i + 1);
+      return m;
+    });
+}
+const losses = (runName: string) => metrics(runName).map((m) => m.loss);
+
+/**
+ * The flags of a dp x tp x pp layout with the 1F1B schedule (or `engine`): the global batch stays 8
+ * sequences (dp 2: 4 micro-batches each).
+ */
+function layout(dp: number, tp: number, pp: number, runName: string, engine = "1f1b"): string[] {
+  return [
+    ...TINY,
+    `--dp_size=${dp}`,
+    `--tp_size=${tp}`,
+    `--pp_size=${pp}`,
+    `--pp_engine=${engine}`,
+    `--gradient_accumulation_steps=${MICRO_BATCHES / dp}`,
+    `--run_name=${runName}`,
+  ];
+}
+
+describe("step 8 training loop", () => {
+  it("1F1B: pp = 2 and 4, and dp 2 x tp 2 x pp 2, give the single-process run's loss at every step (within 1e-3)", async () => {
+    // the same model, data, seed and global batch; gradients are clipped (max_grad_norm 1)
+    const layouts = [
+      [1, 1, 1],
+      [1, 1, 2],
+      [1, 1, 4],
+      [2, 2, 2],
+    ] as const;
+    const runs = [];
+    for (const [dp, tp, pp] of layouts) {
+      const name = `equal_dp${dp}_tp${tp}_pp${pp}`;
+      // the pp 4 run also records its timeline (checked below): tracing must not change the curve
+      const r = await train([...layout(dp, tp, pp, name), ...(pp === 4 ? ["--trace"] : [])]);
+      expect(r.status, r.stderr).toBe(0);
+      // embedding and projection (vocab 320 x 64), 4 layers of q/out (64 x 64), k/v (32 x 64), up/gate/down
+      // (128 x 64) and 2 norms, the final norm: the whole model's count on every layout
+      const params = 2 * 320 * 64 + 4 * (2 * 64 * 64 + 2 * 32 * 64 + 3 * 128 * 64 + 2 * 64) + 64;
+      expect(r.stdout).toContain(
+        `DP(${dp})-PP(${pp})-TP(${tp})-Rank(0) | model: ${toReadableFormat(params)} parameters, vocab 320`,
+      );
+      // rank 0 is on the first stage: it logs the loss computed on the last one
+      expect(r.stdout).toMatch(
+        /Step: 20, Loss: \d+\.\d{4}, Global batch size \(with seq_len\): 256\.00, Tokens\/s: .*Tokens: 5\.12K\/5\.12K, Memory \(RSS\): .*GB, MFU: /,
+      );
+      // one log line per step: the logging rank's only
+      expect(r.stdout.match(/Step: \d+, Loss/g)).toHaveLength(20);
+      runs.push(metrics(name));
+    }
+    const [base] = runs;
+    expect(base).toHaveLength(20);
+    expect(base!.at(-1)!.loss).toBeLessThan(base![0]!.loss - 1); // it learns: the comparison is not of noise
+    for (const [k, [dp, tp, pp]] of layouts.entries()) {
+      if (k === 0) continue;
+      const run = runs[k]!;
+      expect(run).toHaveLength(20);
+      const dLoss = Math.max(...run.map((m, i) => Math.abs(m.loss - base![i]!.loss)));
+      const dNorm = Math.max(...run.map((m, i) => Math.abs(m.grad_norm / base![i]!.grad_norm - 1)));
+      console.log(
+        `dp=${dp} tp=${tp} pp=${pp}: largest |loss - baseline| over 20 steps ${dLoss.toExponential(2)}, ` +
+          `gradient norm relative ${dNorm.toExponential(2)}`,
+      );
+      expect(dLoss).toBeLessThan(1e-3);
+      expect(dNorm).toBeLessThan(1e-3);
+      // every pipeline run reports its stages' peak of live activations
+      for (const m of run) expect(m.peak_activation_bytes).toBeGreaterThan(0);
+    }
+    expect(base!.every((m) => m.peak_activation_bytes === undefined)).toBe(true);
+  }, 300_000); // four runs, three under mpirun (one of 8 ranks): slow on a busy machine
+
+  it("pp = 4 with 8 micro-batches: 1F1B's peak activation memory is below AFAB's", async () => {
+    // two steps of AFAB beside the 1F1B run above; the peak is the largest stage's, the same every step
+    const r = await train([...layout(1, 1, 4, "peak_afab", "afab"), "--max_tokens=512"]);
+    expect(r.status, r.stderr).toBe(0);
+    const afab = metrics("peak_afab");
+    const oneF1B = metrics("equal_dp1_tp1_pp4").slice(0, 2);
+    afab.forEach((m, i) => expect(m.loss).toBe(oneF1B[i]!.loss)); // the same computation, in another order
+    const peak = (curve: Metrics[]) => curve[0]!.peak_activation_bytes!;
+    console.log(`pp 4, 8 micro-batches: peak activations AFAB ${peak(afab)} B, 1F1B ${peak(oneF1B)} B`);
+    expect(peak(oneF1B)).toBeLessThan(peak(afab));
+  }, 120_000);
+
+  it("--trace wrote one Chrome trace of all ranks: a track per rank, every micro-batch's forward and backward", () => {
+    const { traceEvents } = JSON.parse(
+      fs.readFileSync(path.join(dir, "runs", "equal_dp1_tp1_pp4", "trace.json"), "utf8"),
+    ) as { traceEvents: { name: string; ph: string; pid: number; args: Record<string, unknown> }[] };
+    const ranks = [0, 1, 2, 3];
+    const tracks = traceEvents.filter((e) => e.name === "process_name").map((e) => e.args.name);
+    expect(tracks).toEqual(ranks.map((p) => `rank ${p} (dp 0, pp ${p}, tp 0)`));
+    const everyMicroBatch = [...Array(20).keys()].flatMap((s) =>
+      [...Array(MICRO_BATCHES).keys()].map((m) => `${s + 1}:${m}`),
+    );
+    for (const pid of ranks) {
+      const mine = traceEvents.filter((e) => e.ph === "X" && e.pid === pid);
+      for (const kind of ["forward", "backward"]) {
+        const spans = mine.filter((e) => e.name === kind);
+        expect(spans.map((e) => `${e.args.step}:${e.args.microbatch}`)).toEqual(everyMicroBatch);
+      }
+      const kinds = new Set(mine.map((e) => e.name));
+      for (const k of ["all_reduce_loss", "all_reduce_grad_norm", "optimizer"]) expect(kinds).toContain(k);
+      // the steady state's exchanges: a stage sends forward while receiving a gradient from the next one
+      expect(kinds.has("send_fwd_recv_bwd")).toBe(pid < 3);
+      expect(kinds.has("send_bwd_recv_fwd")).toBe(pid > 0);
+    }
+  });
+
+  it("a pp = 2 run stopped by SIGTERM saves a shard per stage, and resuming it gives exactly the uninterrupted curve", async () => {
+    const saveDir = path.join(dir, "ckpt-resume");
+    const flags = [...layout(1, 1, 2, "resumed"), `--save_dir=${saveDir}`];
+    // first half: stop it with SIGTERM once it has logged a step; it finishes that step, saves and exits
+    let signalled = false;
+    const first = await train(flags, (out, child) => {
+      if (!signalled && /Step: 2,/.test(out)) {
+        signalled = true;
+        child.kill("SIGTERM");
+      }
+    });
+    expect(first.status, first.stderr).toBe(0);
+    const stoppedAt = Number(/stopped at step (\d+)/.exec(first.stdout)?.[1]);
+    expect(stoppedAt).toBeGreaterThanOrEqual(2);
+    expect(stoppedAt).toBeLessThan(20);
+    // the dp replicas are equal: only dp rank 0 of each tp rank writes its shard
+    const saved = fs.readdirSync(path.join(saveDir, `step_${String(stoppedAt).padStart(6, "0")}`)).sort();
+    expect(saved).toEqual([
+      "model_tp0_pp0.safetensors",
+      "model_tp0_pp1.safetensors",
+      "optimizer_tp0_pp0.safetensors",
+      "optimizer_tp0_pp1.safetensors",
+      "state.json",
+    ]);
+    // second half: the dataloader resumes at the same global position, each dp rank at its share of it
+    const r = await train([...flags, "--resume"]);
+    expect(r.status, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(new RegExp(`resumed from .*step_0*${stoppedAt} at step ${stoppedAt}`));
+    expect(losses("resumed")).toEqual(losses("equal_dp1_tp1_pp2"));
+
+    // a truncated stage's shard is refused
+    const [last] = fs
+      .readdirSync(saveDir)
+      .filter((d) => d.startsWith("step_"))
+      .sort()
+      .reverse();
+    const shard = path.join(saveDir, last!, "model_tp0_pp1.safetensors");
+    fs.truncateSync(shard, Math.floor(fs.statSync(shard).size / 2));
+    const truncated = await train([...flags, "--resume"]);
+    expect(truncated.status).not.toBe(0);
+    expect(truncated.stderr).toContain("model_tp0_pp1.safetensors");
+  }, 240_000);
+
+  it("bad flags fail before any work, with a clear message", async () => {
+    const cases: [string[], RegExp][] = [
+      [["--no_such_flag=1"], /Unknown argument/],
+      // pipeline parallelism: every stage needs a decoder layer; two schedules exist
+      [["--pp_size=5"], /--pp_size 5 > num_hidden_layers 4/],
+      [["--pp_size=2", "--pp_engine=gpipe"], /pp_engine.*Choices: "1f1b", "afab"/s],
+    ];
+    for (const [flags, message] of cases) {
+      const r = await train([...TINY, ...flags]);
+      expect(r.status, flags.join(" ")).not.toBe(0);
+      expect(r.stderr + r.stdout).toMatch(message);
+      expect(r.stdout).not.toMatch(/Step: 1,/);
+      // refused by the launching process itself: no rank ever started
+      expect(r.stderr).not.toMatch(/\[rank \d\]/);
+    }
+  });
+});
