@@ -16,8 +16,11 @@ export type LineConfig = ChartConfiguration<"line", { x: number; y: number }[]>;
 /** A log axis cannot show 0: a diff of exactly 0 (bitwise equal) is drawn at this floor instead. */
 export const DIFF_FLOOR = 1e-9;
 
-/** Distinct on white and from the baseline's black: Tableau 10, then darker and lighter variants. */
-const PALETTE = [
+/**
+ * Distinct on white and from the baseline's black: Tableau 10, then darker and lighter variants. The run
+ * dashboard's page colours its runs with it too (it travels in the page's data).
+ */
+export const PALETTE = [
   "#1f77b4",
   "#ff7f0e",
   "#2ca02c",

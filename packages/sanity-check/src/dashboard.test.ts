@@ -61,7 +61,7 @@ describe("the dashboard page", () => {
   });
 
   it("keeps a run's name from closing the page's tags", () => {
-    const html = dashboardHtml({ runsDir: "</script><b>", runs: [] });
+    const html = dashboardHtml(dashboardData("</script><b>", []));
     expect(html).not.toContain("</script><b>");
     expect(html).toContain("&#60;/script&#62;&#60;b&#62;");
   });

@@ -1,6 +1,7 @@
 // The run dashboard's page: every run's metrics, embedded as columns, and the page script that plots them.
 import fs from "node:fs";
 import path from "node:path";
+import { PALETTE } from "./charts.ts";
 import { escapeHtml, htmlPage } from "./html.ts";
 import { findRuns, type MetricsRow, type Run } from "./metrics.ts";
 
@@ -20,11 +21,14 @@ export interface DashboardRun {
 export interface DashboardData {
   runsDir: string;
   runs: DashboardRun[];
+  /** The series colours, the sanity plot's. */
+  palette: readonly string[];
 }
 
 export function dashboardData(runsDir: string, runs: readonly Run[]): DashboardData {
   return {
     runsDir,
+    palette: PALETTE,
     runs: runs.map((run) => ({
       name: run.name,
       layout: typeof run.config.layout === "string" ? run.config.layout : null,

@@ -12,20 +12,6 @@ const CHARTS = [
   { key: "lr", title: "learning rate", scale: 1 },
 ];
 const X_TITLES = { step: "step", trained_tokens: "tokens" };
-const PALETTE = [
-  "#1f77b4",
-  "#ff7f0e",
-  "#2ca02c",
-  "#d62728",
-  "#9467bd",
-  "#8c564b",
-  "#e377c2",
-  "#17becf",
-  "#bcbd22",
-  "#7f7f7f",
-  "#393b79",
-  "#637939",
-];
 const REFRESH_MS = 5000;
 
 const state = {
@@ -36,7 +22,7 @@ const state = {
   charts: [],
 };
 
-const colorOf = (i) => PALETTE[i % PALETTE.length];
+const colorOf = (i) => state.data.palette[i % state.data.palette.length];
 
 /** A run's points for one chart; steps without the value (null in the metrics) are left out. */
 function points(run, chart) {

@@ -8,7 +8,7 @@ import { uninitialized } from "./alloc.ts";
 
 const masks = new Map<number, Float32Array>();
 /** [seq, seq] additive causal mask: 0 on and below the diagonal, -inf above. */
-function causalMask(s: number): Float32Array {
+export function causalMask(s: number): Float32Array {
   let m = masks.get(s);
   if (!m) {
     m = new Float32Array(s * s);
@@ -26,14 +26,33 @@ interface Dims {
   d: number;
 }
 
-/** [b, s, heads, d] -> [b, kv, rep*s, d] (queries) or [b, kv, s, d] (keys/values). */
-function toGrouped(g: TypedGraph, x: string, { b, s, nkv, nh, d }: Dims, heads: number): string {
-  const t = g.op("Transpose", [x], { perm: [0, 2, 1, 3] }); // [b, heads, s, d]
-  return heads === nkv ? t : g.op("Reshape", [t, g.constInt64([b, nkv, (nh / nkv) * s, d])]);
+/** The sizes the grouped layout needs: batch, KV heads, head dim. */
+export interface GroupDims {
+  b: number;
+  nkv: number;
+  d: number;
 }
-/** Inverse of toGrouped for queries: [b, kv, rep*s, d] -> [b, s, nh, d]. */
-function fromGrouped(g: TypedGraph, x: string, { b, s, nh, d }: Dims): string {
-  const t = g.op("Reshape", [x, g.constInt64([b, nh, s, d])]);
+
+/** [b, s, heads, d] -> [b, kv, rep*s, d] (queries, heads = nh) or [b, kv, s, d] (keys/values, heads = nkv). */
+export function toGrouped(
+  g: TypedGraph,
+  x: string,
+  { b, nkv, d }: GroupDims,
+  s: number,
+  heads: number,
+): string {
+  const t = g.op("Transpose", [x], { perm: [0, 2, 1, 3] }); // [b, heads, s, d]
+  return heads === nkv ? t : g.op("Reshape", [t, g.constInt64([b, nkv, (heads / nkv) * s, d])]);
+}
+/** Inverse of toGrouped: [b, kv, rep*s, d] -> [b, s, nh, d] (queries); [b, kv, s, d] -> [b, s, kv, d]. */
+export function fromGrouped(
+  g: TypedGraph,
+  x: string,
+  { b, nkv, d }: GroupDims,
+  s: number,
+  heads: number,
+): string {
+  const t = heads === nkv ? x : g.op("Reshape", [x, g.constInt64([b, heads, s, d])]);
   return g.op("Transpose", [t], { perm: [0, 2, 1, 3] });
 }
 
@@ -70,9 +89,9 @@ export function causalAttention(q: Tensor, k: Tensor, v: Tensor): Tensor {
   const kv = k.values() as Float32Array;
   const vv = v.values() as Float32Array;
   kernel(`Attention|${qShape}|${kvShape}`, (g) => {
-    const qg = toGrouped(g, g.input("q", "float32", qShape), dims, nh);
+    const qg = toGrouped(g, g.input("q", "float32", qShape), dims, s, nh);
     const kT = g.op("Transpose", [g.input("k", "float32", kvShape)], { perm: [0, 2, 3, 1] }); // [b, kv, d, s]
-    const vg = toGrouped(g, g.input("v", "float32", kvShape), dims, nkv);
+    const vg = toGrouped(g, g.input("v", "float32", kvShape), dims, s, nkv);
     const mask = g.input("mask", "float32", [s, s]);
     const scores = g.op("Mul", [
       g.op("MatMul", [qg, kT]),
@@ -81,7 +100,7 @@ export function causalAttention(q: Tensor, k: Tensor, v: Tensor): Tensor {
     const masked = g.op("Add", [g.op("Reshape", [scores, g.constInt64(pShape)]), mask]);
     const p = g.op("Softmax", [masked], { axis: -1 });
     const o = g.op("MatMul", [g.op("Reshape", [p, g.constInt64([b, nkv, rep * s, s])]), vg]);
-    g.output(fromGrouped(g, o, dims), "float32", qShape);
+    g.output(fromGrouped(g, o, dims, s, nh), "float32", qShape);
     g.output(p, "float32", pShape);
   }).run(
     [
@@ -100,11 +119,11 @@ export function causalAttention(q: Tensor, k: Tensor, v: Tensor): Tensor {
     const dk = uninitialized(k.numel);
     const dv = uninitialized(v.numel);
     kernel(`AttentionBackward|${qShape}|${kvShape}`, (g) => {
-      const qg = toGrouped(g, g.input("q", "float32", qShape), dims, nh); // [b, kv, rep*s, d]
-      const kg = toGrouped(g, g.input("k", "float32", kvShape), dims, nkv); // [b, kv, s, d]
-      const vg = toGrouped(g, g.input("v", "float32", kvShape), dims, nkv);
+      const qg = toGrouped(g, g.input("q", "float32", qShape), dims, s, nh); // [b, kv, rep*s, d]
+      const kg = toGrouped(g, g.input("k", "float32", kvShape), dims, s, nkv); // [b, kv, s, d]
+      const vg = toGrouped(g, g.input("v", "float32", kvShape), dims, s, nkv);
       const p = g.op("Reshape", [g.input("p", "float32", pShape), g.constInt64([b, nkv, rep * s, s])]);
-      const dO = toGrouped(g, g.input("dout", "float32", qShape), dims, nh);
+      const dO = toGrouped(g, g.input("dout", "float32", qShape), dims, s, nh);
       const t = (x: string) => g.op("Transpose", [x], { perm: [0, 1, 3, 2] });
       // dV = P^T dO;  dP = dO V^T;  dS = P * (dP - rowsum(dP * P)) / sqrt(d);  dQ = dS K;  dK = dS^T Q
       const dV = g.op("MatMul", [t(p), dO]);
@@ -113,7 +132,7 @@ export function causalAttention(q: Tensor, k: Tensor, v: Tensor): Tensor {
       const scaleC = g.op("Constant", [], { value_float: { float: scale } });
       const dS = g.op("Mul", [g.op("Mul", [p, g.op("Sub", [dP, rowDot])]), scaleC]);
       const back = (x: string) => g.op("Transpose", [x], { perm: [0, 2, 1, 3] }); // [b, kv, s, d] -> [b, s, kv, d]
-      g.output(fromGrouped(g, g.op("MatMul", [dS, kg]), dims), "float32", qShape);
+      g.output(fromGrouped(g, g.op("MatMul", [dS, kg]), dims, s, nh), "float32", qShape);
       g.output(back(g.op("MatMul", [t(dS), qg])), "float32", kvShape);
       g.output(back(dV), "float32", kvShape);
     }).run(

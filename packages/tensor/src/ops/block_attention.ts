@@ -12,6 +12,9 @@
 // [batch, kv_heads, rep * seq_q, head_dim] so that they multiply that group's K/V directly.
 import { kernel, type TypedGraph } from "../kernels/ort.ts";
 import { Tensor, shapeStr } from "../tensor.ts";
+// the diagonal block's mask is the causal one; the grouped (GQA) layout is causal attention's
+import { causalMask, fromGrouped, toGrouped } from "./attention.ts";
+import { uninitialized } from "./alloc.ts"; // every element is an output of the kernel
 
 export interface BlockAttentionOutput {
   out: Tensor; // [batch, seq_q, heads, head_dim]
@@ -33,18 +36,6 @@ interface Dims {
   d: number;
 }
 
-const masks = new Map<number, Float32Array>();
-/** [s, s] additive causal mask of a diagonal block: 0 on and below the diagonal, -inf above. */
-function diagonalMask(s: number): Float32Array {
-  let m = masks.get(s);
-  if (!m) {
-    m = new Float32Array(s * s);
-    for (let i = 0; i < s; i++) for (let j = i + 1; j < s; j++) m[i * s + j] = -Infinity;
-    masks.set(s, m);
-  }
-  return m;
-}
-
 function checkDims(q: Tensor, k: Tensor, v: Tensor, causal: boolean): Dims {
   if (q.ndim !== 4 || k.ndim !== 4 || v.ndim !== 4) {
     throw new RangeError(
@@ -64,19 +55,6 @@ function checkDims(q: Tensor, k: Tensor, v: Tensor, causal: boolean): Dims {
     );
   }
   return { b, sq, sk, nh, nkv, d };
-}
-
-/** [b, s, heads, d] -> [b, kv, rep*s, d] (queries, heads = nh) or [b, kv, s, d] (keys/values, heads = nkv). */
-function toGrouped(g: TypedGraph, x: string, dm: Dims, s: number, heads: number): string {
-  const t = g.op("Transpose", [x], { perm: [0, 2, 1, 3] }); // [b, heads, s, d]
-  return heads === dm.nkv
-    ? t
-    : g.op("Reshape", [t, g.constInt64([dm.b, dm.nkv, (heads / dm.nkv) * s, dm.d])]);
-}
-/** [b, kv, rep*s, d] -> [b, s, nh, d] for queries; [b, kv, s, d] -> [b, s, kv, d] for keys/values. */
-function fromGrouped(g: TypedGraph, x: string, dm: Dims, s: number, heads: number): string {
-  const t = heads === dm.nkv ? x : g.op("Reshape", [x, g.constInt64([dm.b, heads, s, dm.d])]);
-  return g.op("Transpose", [t], { perm: [0, 2, 1, 3] });
 }
 
 /** Scaled scores q k^T / sqrt(d) in the grouped layout [b, kv, rep*sq, sk], masked on a diagonal block. */
@@ -107,14 +85,14 @@ export function blockAttentionForward(
   const qShape = [b, sq, nh, d];
   const kvShape = [b, sk, nkv, d];
   const lseShape = [b, nh, sq];
-  const out = new Float32Array(q.numel);
-  const lse = new Float32Array(b * nh * sq);
+  const out = uninitialized(q.numel);
+  const lse = uninitialized(b * nh * sq);
   const inputs = [
     { data: q.values() as Float32Array, shape: qShape },
     { data: k.values() as Float32Array, shape: kvShape },
     { data: v.values() as Float32Array, shape: kvShape },
   ];
-  if (causal) inputs.push({ data: diagonalMask(sq), shape: [sq, sk] });
+  if (causal) inputs.push({ data: causalMask(sq), shape: [sq, sk] });
   kernel(`BlockAttention|${qShape}|${kvShape}|causal=${causal}`, (g) => {
     const qg = toGrouped(g, g.input("q", "float32", qShape), dm, sq, nh);
     const kg = toGrouped(g, g.input("k", "float32", kvShape), dm, sk, nkv);
@@ -165,9 +143,9 @@ export function blockAttentionBackward(
       );
     }
   }
-  const dq = new Float32Array(q.numel);
-  const dk = new Float32Array(k.numel);
-  const dv = new Float32Array(v.numel);
+  const dq = uninitialized(q.numel);
+  const dk = uninitialized(k.numel);
+  const dv = uninitialized(v.numel);
   const inputs = [
     { data: q.values() as Float32Array, shape: qShape },
     { data: k.values() as Float32Array, shape: kvShape },
@@ -176,7 +154,7 @@ export function blockAttentionBackward(
     { data: dout.values() as Float32Array, shape: qShape },
     { data: lse.values() as Float32Array, shape: lseShape },
   ];
-  if (causal) inputs.push({ data: diagonalMask(sq), shape: [sq, sk] });
+  if (causal) inputs.push({ data: causalMask(sq), shape: [sq, sk] });
   kernel(`BlockAttentionBackward|${qShape}|${kvShape}|causal=${causal}`, (g) => {
     const qg = toGrouped(g, g.input("q", "float32", qShape), dm, sq, nh); // [b, kv, rep*sq, d]
     const kg = toGrouped(g, g.input("k", "float32", kvShape), dm, sk, nkv); // [b, kv, sk, d]
