@@ -3,7 +3,15 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { checkDiffs, expectedDiffs, landedSteps, lessonFiles, writeDiffs } from "./diffs.ts";
+import {
+  checkDiffs,
+  codeLineBudget,
+  expectedDiffs,
+  landedSteps,
+  lessonFiles,
+  stepFigures,
+  writeDiffs,
+} from "./diffs.ts";
 
 const ROOT = path.resolve(import.meta.dirname, "..");
 
@@ -11,6 +19,15 @@ describe("docs/diffs", () => {
   it("every landed step's committed diff is current", () => {
     const problems = checkDiffs(ROOT).map((p) => `docs/diffs/${p.file}: ${p.problem}`);
     expect(problems, "the step diffs are out of date: run `pnpm diffs` and commit docs/diffs").toEqual([]);
+  });
+
+  it("every step's code diff is within its budget (1.3x the Python's patch; 450 lines beyond the tutorial)", () => {
+    const figures = stepFigures(ROOT);
+    expect(figures.length).toBeGreaterThan(0);
+    const over = figures
+      .filter((f) => f.changedLines > f.budget)
+      .map((f) => `step ${f.n}: ${f.changedLines} changed code lines, budget ${f.budget}`);
+    expect(over, "a step's diff should be its technique: move library code to packages/").toEqual([]);
   });
 });
 
@@ -45,20 +62,29 @@ describe("the diff generator", () => {
     fs.rmSync(root, { recursive: true, force: true });
   });
 
-  it("takes the .ts files and package.json, tests included, benchmarks and dependencies left out", () => {
+  it("takes the code (.ts and package.json) and the tests apart, benchmarks and dependencies left out", () => {
     expect(lessonFiles(root, "step2_second")).toEqual([
-      "grid.test.ts",
       "grid.ts",
       "nested/helper.ts",
       "package.json",
       "train.ts",
     ]);
+    expect(lessonFiles(root, "step2_second", "tests")).toEqual(["grid.test.ts"]);
+  });
+
+  it("counts changed code lines of .ts files against the budget", () => {
+    const [fig] = stepFigures(root);
+    // train.ts: 1 removed + 1 added; grid.ts +1; nested/helper.ts +1; model.ts removed (listed, not counted)
+    expect(fig).toEqual({ n: 2, changedLines: 4, python: 89, budget: 115 });
+    expect(codeLineBudget(3)).toBe(282);
+    expect(codeLineBudget(9)).toBe(450);
   });
 
   it("diffs each landed step against the previous one, with root-relative paths and no timestamps", () => {
     const diffs = expectedDiffs(root);
-    expect([...diffs.keys()]).toEqual(["step2.diff"]); // step 3 has no train.ts yet
+    expect([...diffs.keys()]).toEqual(["step2.diff", "step2.tests.diff"]); // step 3 has no train.ts yet
     const text = diffs.get("step2.diff")!;
+    expect(diffs.get("step2.tests.diff")).toContain("--- /dev/null\n+++ step2_second/grid.test.ts\n");
     expect(text).toMatch(/^Step 2 against step 1: step2_second\/ compared with step1_first\/\./);
     expect(text).toContain("  added    grid.ts ");
     expect(text).toContain("  removed  model.ts ");
@@ -73,9 +99,7 @@ describe("the diff generator", () => {
     // files in the same order every time: the header, then by path
     const order = [...text.matchAll(/^(?:diff -u \S+|Only in \S+) (\S+)$/gm)].map((m) => m[1]);
     expect(order).toEqual([
-      "step2_second/grid.test.ts",
       "step2_second/grid.ts",
-      "model.test.ts",
       "model.ts",
       "step2_second/nested/helper.ts",
       "step2_second/package.json",
@@ -85,7 +109,10 @@ describe("the diff generator", () => {
   });
 
   it("finds a stale, a missing and an orphaned diff; writing fixes all three", () => {
-    expect(checkDiffs(root)).toEqual([{ file: "step2.diff", problem: "missing" }]);
+    expect(checkDiffs(root)).toEqual([
+      { file: "step2.diff", problem: "missing" },
+      { file: "step2.tests.diff", problem: "missing" },
+    ]);
     writeDiffs(root);
     expect(checkDiffs(root)).toEqual([]);
 
@@ -97,11 +124,17 @@ describe("the diff generator", () => {
     expect(checkDiffs(root)).toEqual([
       { file: "step2.diff", problem: "stale" },
       { file: "step3.diff", problem: "missing" },
+      { file: "step3.tests.diff", problem: "missing" },
       { file: "step7.diff", problem: "orphan" },
     ]);
     writeDiffs(root);
     expect(checkDiffs(root)).toEqual([]);
-    expect(fs.readdirSync(path.join(root, "docs/diffs")).sort()).toEqual(["step2.diff", "step3.diff"]);
+    expect(fs.readdirSync(path.join(root, "docs/diffs")).sort()).toEqual([
+      "step2.diff",
+      "step2.tests.diff",
+      "step3.diff",
+      "step3.tests.diff",
+    ]);
   });
 
   it("in a git checkout, a step lands when git tracks its train.ts", () => {
@@ -110,8 +143,13 @@ describe("the diff generator", () => {
     expect(git("init", "-q").status).toBe(0);
     expect(git("add", "step1_first", "step2_second").status).toBe(0);
     expect(landedSteps(root).map((s) => s.dir)).toEqual(["step1_first", "step2_second"]);
-    expect([...expectedDiffs(root).keys()]).toEqual(["step2.diff"]);
+    expect([...expectedDiffs(root).keys()]).toEqual(["step2.diff", "step2.tests.diff"]);
     expect(git("add", "step3_third/train.ts").status).toBe(0);
-    expect([...expectedDiffs(root).keys()]).toEqual(["step2.diff", "step3.diff"]);
+    expect([...expectedDiffs(root).keys()]).toEqual([
+      "step2.diff",
+      "step2.tests.diff",
+      "step3.diff",
+      "step3.tests.diff",
+    ]);
   });
 });

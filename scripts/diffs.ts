@@ -1,5 +1,7 @@
-// `pnpm diffs`: writes docs/diffs/stepN.diff, the unified diff of step N-1's folder against step N's, as
-// the tutorial's patch_step_N.diff: read one file to see everything a step adds.
+// `pnpm diffs`: writes docs/diffs/stepN.diff, the unified diff of step N-1's code against step N's, as the
+// tutorial's patch_step_N.diff: read one file to see everything a step adds. The step's tests go to
+// docs/diffs/stepN.tests.diff. It then prints, per step, the changed code lines next to the Python patch's,
+// and the budget a test holds each step to (a step's diff is its technique, not the machinery around it).
 //
 // Which steps. A step takes part once it has landed: its folder (stepN_*) has a train.ts that git tracks
 // (committed, or at least staged). Outside a git checkout (a source archive), a train.ts on disk is enough.
@@ -7,9 +9,12 @@
 // skipped, and so is its successor's diff, so the staleness test (diffs.test.ts) does not fail while they
 // work; as soon as the step lands, the test asks for its diff.
 //
-// Which files. `*.ts` and `package.json`, with the tests (`*.test.ts` and their `*.worker.ts` helpers: they
-// show how the step proves it works) but without the benchmarks (`*.bench.ts`: speed tooling, not the
-// lesson). Nothing under node_modules, hidden folders or build, run and checkpoint output.
+// Which files. The code: `*.ts` and `package.json`, without the tests and the benchmarks (`*.bench.ts`:
+// speed tooling, not the lesson). The tests: `*.test.ts` and their `*.worker.ts` helpers (they show how
+// the step proves it works). Nothing under node_modules, hidden folders or build, run and checkpoint output.
+//
+// Changed code lines: the `+` and `-` lines of the code diff's `.ts` files, without file headers (the
+// measure of the Python figures below, which count the `+`/`-` lines of the tutorial's patch_step_N.diff).
 //
 // Stable output. Paths are relative to the repository root and sorted, there are no timestamps, and the
 // system's `diff -u` runs in the C locale. A file only the older step has is listed ("Only in ..."), not
@@ -21,6 +26,30 @@ import { pathToFileURL } from "node:url";
 
 /** Where the diffs go, relative to the repository root. */
 export const DIFFS_DIR = path.join("docs", "diffs");
+
+/** Changed lines of the Python tutorial's patch_step_N.diff (`+`/`-` lines without file headers). */
+export const PYTHON_CHANGED_LINES: Readonly<Record<number, number>> = {
+  2: 89,
+  3: 217,
+  4: 321,
+  5: 67,
+  6: 230,
+  7: 168,
+  8: 123,
+};
+/** A step's code diff may be this much longer than the Python's: TypeScript's types and our comments. */
+export const PYTHON_RATIO_LIMIT = 1.3;
+/** Steps the Python tutorial does not have (context parallelism, ZeRO): a fixed budget. */
+export const BEYOND_TUTORIAL_LIMIT = 450;
+
+/** The most changed code lines step n may have against step n - 1. */
+export function codeLineBudget(n: number): number {
+  const python = PYTHON_CHANGED_LINES[n];
+  return python === undefined ? BEYOND_TUTORIAL_LIMIT : Math.floor(python * PYTHON_RATIO_LIMIT);
+}
+
+export type FileKind = "code" | "tests";
+const isTestFile = (name: string) => name.endsWith(".test.ts") || name.endsWith(".worker.ts");
 
 const STEP_DIR = /^step(\d+)_[A-Za-z0-9_]+$/;
 const SKIPPED_DIRS = new Set(["node_modules", "build", "dist", "runs", "checkpoints", "coverage"]);
@@ -71,8 +100,8 @@ export function landedSteps(root: string): StepFolder[] {
   );
 }
 
-/** The lesson's files of one step folder, relative to it, sorted, with "/" separators. */
-export function lessonFiles(root: string, dir: string): string[] {
+/** The code (or test) files of one step folder, relative to it, sorted, with "/" separators. */
+export function lessonFiles(root: string, dir: string, kind: FileKind = "code"): string[] {
   const out: string[] = [];
   const walk = (rel: string) => {
     for (const entry of fs.readdirSync(path.join(root, dir, rel), { withFileTypes: true })) {
@@ -83,7 +112,7 @@ export function lessonFiles(root: string, dir: string): string[] {
         if (!name.startsWith(".") && !SKIPPED_DIRS.has(name)) walk(child);
       } else if (entry.isFile()) {
         const wanted = name === "package.json" || (name.endsWith(".ts") && !name.endsWith(".d.ts"));
-        if (wanted && !name.endsWith(".bench.ts")) out.push(child);
+        if (wanted && !name.endsWith(".bench.ts") && isTestFile(name) === (kind === "tests")) out.push(child);
       }
     }
   };
@@ -122,9 +151,20 @@ function countChanges(diff: string): { added: number; removed: number } {
 }
 
 /** The whole diff file of step `to` against step `from`: a summary, then one unified diff per file. */
-export function stepDiff(root: string, from: StepFolder, to: StepFolder): string {
-  const before = new Set(lessonFiles(root, from.dir));
-  const after = new Set(lessonFiles(root, to.dir));
+export function stepDiff(root: string, from: StepFolder, to: StepFolder, kind: FileKind = "code"): string {
+  return diffOfStep(root, from, to, kind).text;
+}
+
+/** The diff file's text and its changed code lines (`.ts` files' `+`/`-` lines). */
+function diffOfStep(
+  root: string,
+  from: StepFolder,
+  to: StepFolder,
+  kind: FileKind,
+): { text: string; changedLines: number } {
+  let changedLines = 0;
+  const before = new Set(lessonFiles(root, from.dir, kind));
+  const after = new Set(lessonFiles(root, to.dir, kind));
   const names = [...new Set([...before, ...after])].sort();
   const summary: string[] = [];
   const body: string[] = [];
@@ -141,19 +181,59 @@ export function stepDiff(root: string, from: StepFolder, to: StepFolder): string
     const diff = unifiedDiff(root, isNew ? null : a, b);
     if (diff === "") continue;
     const { added, removed } = countChanges(diff);
+    if (name.endsWith(".ts")) changedLines += added + removed;
     const counts = isNew ? `+${added}` : `+${added} -${removed}`;
     summary.push(`  ${isNew ? "added  " : "changed"}  ${name.padEnd(width)}  ${counts}`);
     body.push(`diff -u ${isNew ? "/dev/null" : a} ${b}\n${diff}`);
   }
   const header = [
     `Step ${to.n} against step ${from.n}: ${to.dir}/ compared with ${from.dir}/.`,
-    "Written by `pnpm diffs`; do not edit. Files: *.ts (tests included, benchmarks left out) and package.json.",
+    kind === "code"
+      ? "Written by `pnpm diffs`; do not edit. Files: the code (*.ts without tests and benchmarks) and package.json;\n" +
+        `the tests are in step${to.n}.tests.diff. Changed code lines: ${changedLines}.`
+      : `Written by \`pnpm diffs\`; do not edit. Files: the tests (*.test.ts, *.worker.ts); the code is in step${to.n}.diff.`,
     "",
     ...(summary.length > 0 ? summary : ["  (no differences)"]),
     "",
     "",
   ].join("\n");
-  return header + body.join("");
+  return { text: header + body.join(""), changedLines };
+}
+
+export interface StepFigure {
+  n: number;
+  changedLines: number;
+  python: number | null;
+  budget: number;
+}
+
+/** Changed code lines of every landed step against the previous one, with the Python's and the budget. */
+export function stepFigures(root: string): StepFigure[] {
+  const landed = landedSteps(root);
+  const byNumber = new Map(landed.map((s) => [s.n, s]));
+  const out: StepFigure[] = [];
+  for (const step of landed) {
+    const prev = byNumber.get(step.n - 1);
+    if (!prev) continue;
+    const { changedLines } = diffOfStep(root, prev, step, "code");
+    out.push({
+      n: step.n,
+      changedLines,
+      python: PYTHON_CHANGED_LINES[step.n] ?? null,
+      budget: codeLineBudget(step.n),
+    });
+  }
+  return out;
+}
+
+/** The table `pnpm diffs` prints. */
+export function figuresTable(figures: StepFigure[]): string {
+  const rows = figures.map((f) => {
+    const ratio = f.python ? `${(f.changedLines / f.python).toFixed(2)}x` : "—";
+    const verdict = f.changedLines <= f.budget ? "ok" : "OVER BUDGET";
+    return `  ${String(f.n).padEnd(4)}  ${String(f.changedLines).padStart(13)}  ${String(f.python ?? "—").padStart(14)}  ${ratio.padStart(6)}  ${String(f.budget).padStart(6)}  ${verdict}`;
+  });
+  return ["  step  changed lines  Python's patch   ratio  budget", ...rows].join("\n");
 }
 
 /** What `pnpm diffs` writes: file name in docs/diffs -> contents, for each landed step after a landed one. */
@@ -163,7 +243,10 @@ export function expectedDiffs(root: string): Map<string, string> {
   const out = new Map<string, string>();
   for (const step of landed) {
     const prev = byNumber.get(step.n - 1);
-    if (prev) out.set(`step${step.n}.diff`, stepDiff(root, prev, step));
+    if (prev) {
+      out.set(`step${step.n}.diff`, stepDiff(root, prev, step, "code"));
+      out.set(`step${step.n}.tests.diff`, stepDiff(root, prev, step, "tests"));
+    }
   }
   return out;
 }
@@ -194,7 +277,7 @@ function existingDiffs(dir: string): string[] {
   if (!fs.existsSync(dir)) return [];
   return fs
     .readdirSync(dir)
-    .filter((f) => /^step\d+\.diff$/.test(f))
+    .filter((f) => /^step\d+(\.tests)?\.diff$/.test(f))
     .sort();
 }
 
@@ -228,6 +311,10 @@ if (process.argv[1] && import.meta.url === pathToFileURL(path.resolve(process.ar
   const landed = landedSteps(root);
   const landedDirs = new Set(landed.map((s) => s.dir));
   for (const line of writeDiffs(root)) console.log(line);
+  console.log(
+    `\nchanged code lines per step (budget: ${PYTHON_RATIO_LIMIT}x the Python's, ${BEYOND_TUTORIAL_LIMIT} beyond the tutorial)`,
+  );
+  console.log(figuresTable(stepFigures(root)));
   for (const s of findSteps(root)) {
     if (landedDirs.has(s.dir)) {
       if (s.n > 1 && !landed.some((p) => p.n === s.n - 1))

@@ -7,7 +7,7 @@ import path from "node:path";
 import yargs from "yargs";
 import { hideBin } from "yargs/helpers";
 import { loadSafetensors, optim, Tensor } from "@picotron/tensor";
-import { fromHfConfig } from "./config.ts";
+import { fromHfConfig } from "@picotron/transformers";
 import { Llama, lossFn } from "./model.ts";
 
 const TOLERANCE = { logits_max_abs: 1e-4, loss_abs: 1e-5, grads_max_rel: 1e-3, curve_max_abs: 1e-3 };

@@ -9,7 +9,7 @@ import { fileURLToPath } from "node:url";
 import yargs from "yargs";
 import { hideBin } from "yargs/helpers";
 import { Generator, measurePeakFlops, optim, profile, setNumThreads } from "@picotron/tensor";
-import type { LlamaConfig } from "./config.ts";
+import type { LlamaConfig } from "@picotron/transformers";
 import { Llama, lossFn } from "./model.ts";
 import { randint } from "./utils.ts";
 

@@ -2,8 +2,8 @@ import { spawnSync } from "node:child_process";
 import path from "node:path";
 import { describe, expect, it } from "vitest";
 import { Generator, tensor } from "@picotron/tensor";
-import { loadConfig, PRESETS, type LlamaConfig } from "./config.ts";
-import { getCosSin, Llama, lossFn } from "./model.ts";
+import type { LlamaConfig } from "@picotron/transformers";
+import { get_cos_sin, Llama, lossFn } from "./model.ts";
 import { randint } from "./utils.ts";
 
 const tiny: LlamaConfig = {
@@ -76,35 +76,11 @@ describe("Llama", () => {
   });
 
   it("RoPE tables: position 0 is the identity, angles follow base^(-2i/d)", () => {
-    const [cos, sin] = getCosSin(3, 4, 10000);
+    const [cos, sin] = get_cos_sin(3, 4, 10000);
     expect(cos.toArray().slice(0, 4)).toEqual([1, 1, 1, 1]);
     expect(sin.toArray()[4]).toBeCloseTo(Math.sin(1), 6);
     expect(sin.toArray()[5]).toBeCloseTo(Math.sin(0.01), 6);
     expect(sin.toArray()[6]).toBeCloseTo(Math.sin(1), 6);
-  });
-});
-
-describe("configs", () => {
-  it("has the tutorial's presets, by full or short name", async () => {
-    expect((await loadConfig("SmolLM-135M")).hidden_size).toBe(576);
-    expect(await loadConfig("HuggingFaceTB/SmolLM-360M-Instruct")).toEqual(
-      PRESETS["HuggingFaceTB/SmolLM-360M"],
-    );
-    expect((await loadConfig("TinyLlama/TinyLlama_v1.1")).num_key_value_heads).toBe(4);
-  });
-  it("reads a local directory's config.json, and names what is wrong", async () => {
-    const fs = await import("node:fs");
-    const os = await import("node:os");
-    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "cfg-"));
-    fs.writeFileSync(path.join(dir, "config.json"), JSON.stringify({ ...tiny, model_type: "llama" }));
-    expect(await loadConfig(dir)).toEqual(tiny);
-    fs.writeFileSync(path.join(dir, "config.json"), JSON.stringify({ hidden_size: 8 }));
-    await expect(loadConfig(dir)).rejects.toThrow(/config has no numeric "vocab_size"/);
-  });
-  it("an unknown name offline lists the presets", async () => {
-    await expect(loadConfig("no-such-org/no-such-model-xyz")).rejects.toThrow(
-      /Built-in presets: HuggingFaceTB\/SmolLM-135M/,
-    );
   });
 });
 

@@ -1,74 +1,53 @@
 // Step 1: build the Llama and take one AdamW step on random tokens (the tutorial's step1 train.py).
 //   pnpm --filter step1 train -- --num_hidden_layers 4 --seq_len 64
-import yargs from "yargs";
-import { hideBin } from "yargs/helpers";
+import { parse_args } from "@picotron/argparse";
 import { Generator, optim, setNumThreads } from "@picotron/tensor";
-import { loadConfig } from "./config.ts";
+import { loadConfig } from "@picotron/transformers";
 import { Llama, lossFn } from "./model.ts";
-import { print, randint, toReadableFormat } from "./utils.ts";
+import { print, randint, to_readable_format } from "./utils.ts";
 
-const positive = (name: string) => (v: number) => {
-  if (!Number.isInteger(v) || v < 1) throw new Error(`--${name} must be a positive integer, got ${v}`);
-  return v;
-};
-
-// `pnpm --filter step1 train -- --flag` passes the "--" through: drop it so the flags parse as flags.
-const argv = hideBin(process.argv);
-if (argv[0] === "--") argv.shift();
-
-const args = yargs(argv)
-  .scriptName("train")
-  .usage("Step 1: one training step of the tutorial's Llama on random tokens")
-  .options({
-    // Environment
-    omp_num_threads: {
-      type: "number",
-      default: 1,
-      coerce: positive("omp_num_threads"),
-      describe: "CPU threads for the kernels",
-    },
-    // Model
-    model_name: {
-      type: "string",
-      default: "HuggingFaceTB/SmolLM-360M-Instruct",
-      describe: "preset, local dir with config.json, or hub id",
-    },
-    num_hidden_layers: { type: "number", default: 32, coerce: positive("num_hidden_layers") },
-    num_attention_heads: { type: "number", default: 16, coerce: positive("num_attention_heads") },
-    num_key_value_heads: { type: "number", default: 4, coerce: positive("num_key_value_heads") },
-    // Training
-    seed: { type: "number", default: 42 },
-    learning_rate: { type: "number", default: 3e-4 },
-    seq_len: { type: "number", default: 32, coerce: positive("seq_len") },
-    micro_batch_size: { type: "number", default: 1, coerce: positive("micro_batch_size") },
-  })
-  .strict()
-  .help()
-  .parseSync();
+const args = parse_args("Training script for LLaMA model", {
+  // Environment arguments
+  omp_num_threads: { type: "int", default: 1, min: 1, help: "CPU threads for the kernels" },
+  // Model arguments
+  model_name: {
+    type: "str",
+    default: "HuggingFaceTB/SmolLM-360M-Instruct",
+    help: "preset, local dir or hub id",
+  },
+  num_hidden_layers: { type: "int", default: 32, min: 1 },
+  num_attention_heads: { type: "int", default: 16, min: 1 },
+  num_key_value_heads: { type: "int", default: 4, min: 1 },
+  // Training arguments
+  seed: { type: "int", default: 42, min: 0 },
+  learning_rate: { type: "float", default: 3e-4, min: 0 },
+  seq_len: { type: "int", default: 32, min: 1 },
+  micro_batch_size: { type: "int", default: 1, min: 1 },
+});
 
 setNumThreads(args.omp_num_threads);
 
-const modelConfig = await loadConfig(args.model_name);
-modelConfig.num_hidden_layers = args.num_hidden_layers;
-modelConfig.num_attention_heads = args.num_attention_heads;
-modelConfig.num_key_value_heads = args.num_key_value_heads;
-modelConfig.max_position_embeddings = args.seq_len;
+const model_config = await loadConfig(args.model_name);
+model_config.num_hidden_layers = args.num_hidden_layers;
+model_config.num_attention_heads = args.num_attention_heads;
+model_config.num_key_value_heads = args.num_key_value_heads;
+model_config.max_position_embeddings = args.seq_len;
 
-const model = new Llama(modelConfig).initWeights(args.seed);
+const model = new Llama(model_config).initWeights(args.seed);
 model.train();
-print(`model: ${args.model_name}, ${toReadableFormat(model.numParameters())} parameters`);
+print(`model: ${args.model_name}, ${to_readable_format(model.numParameters())} parameters`);
 
 const optimizer = new optim.AdamW(model.parameters(), { lr: args.learning_rate });
 
-// Dummy data: random token ids
+// Create dummy data: random token ids
 const gen = new Generator(args.seed, "data");
-const inputIds = randint(gen, modelConfig.vocab_size, [args.micro_batch_size, args.seq_len]);
-const targetIds = randint(gen, modelConfig.vocab_size, [args.micro_batch_size, args.seq_len]);
+const input_ids = randint(gen, model_config.vocab_size, [args.micro_batch_size, args.seq_len]);
+const target_ids = randint(gen, model_config.vocab_size, [args.micro_batch_size, args.seq_len]);
 
 // Training step
 optimizer.zeroGrad();
-const logits = model.forward(inputIds); // [batch, seq, vocab]
-const loss = lossFn(logits, targetIds);
+const outputs = model.forward(input_ids); // [batch, seq, vocab]
+const loss = lossFn(outputs, target_ids);
 loss.backward();
 optimizer.step();
 

@@ -2,31 +2,31 @@
 // Embedding -> N x DecoderLayer [RMSNorm -> Attention (GQA, RoPE) -> residual -> RMSNorm -> SwiGLU MLP
 // -> residual] -> final RMSNorm -> final projection (not tied to the embedding).
 import { F, nn, Tensor } from "@picotron/tensor";
-import type { LlamaConfig } from "./config.ts";
+import type { LlamaConfig } from "@picotron/transformers";
 
 /** cos/sin tables [seq_length, head_dim] of RoPE, computed in float32 as PyTorch does. */
-export function getCosSin(seqLength: number, headDim: number, base: number): [Tensor, Tensor] {
-  if (headDim % 2 !== 0) throw new RangeError(`RoPE needs an even head_dim, got ${headDim}`);
-  const half = headDim / 2;
-  const cos = new Float32Array(seqLength * headDim);
-  const sin = new Float32Array(seqLength * headDim);
+export function get_cos_sin(seq_length: number, head_dim: number, base: number): [Tensor, Tensor] {
+  if (head_dim % 2 !== 0) throw new RangeError(`RoPE needs an even head_dim, got ${head_dim}`);
+  const half = head_dim / 2;
+  const cos = new Float32Array(seq_length * head_dim);
+  const sin = new Float32Array(seq_length * head_dim);
   for (let i = 0; i < half; i++) {
     // theta_i = 1 / base^(2i / d), each step rounded to float32 like torch's float tensors
-    const theta = Math.fround(1 / Math.fround(base ** Math.fround((2 * i) / headDim)));
-    for (let p = 0; p < seqLength; p++) {
+    const theta = Math.fround(1 / Math.fround(base ** Math.fround((2 * i) / head_dim)));
+    for (let p = 0; p < seq_length; p++) {
       const angle = Math.fround(p * theta);
       // the same angle for dimension i and i + d/2 (the tutorial's .repeat(1, 2))
-      cos[p * headDim + i] = cos[p * headDim + i + half] = Math.cos(angle);
-      sin[p * headDim + i] = sin[p * headDim + i + half] = Math.sin(angle);
+      cos[p * head_dim + i] = cos[p * head_dim + i + half] = Math.cos(angle);
+      sin[p * head_dim + i] = sin[p * head_dim + i + half] = Math.sin(angle);
     }
   }
-  return [new Tensor(cos, [seqLength, headDim]), new Tensor(sin, [seqLength, headDim])];
+  return [new Tensor(cos, [seq_length, head_dim]), new Tensor(sin, [seq_length, head_dim])];
 }
 
 export class Attention extends nn.Module {
-  numLocalHeads: number;
-  numLocalKvHeads: number;
-  readonly headDim: number;
+  num_local_heads: number;
+  num_local_kv_heads: number;
+  readonly head_dim: number;
   q_proj: nn.Linear;
   k_proj: nn.Linear;
   v_proj: nn.Linear;
@@ -34,26 +34,26 @@ export class Attention extends nn.Module {
 
   constructor(config: LlamaConfig) {
     super();
-    this.numLocalHeads = config.num_attention_heads;
-    this.numLocalKvHeads = config.num_key_value_heads;
-    this.headDim = config.hidden_size / config.num_attention_heads;
+    this.num_local_heads = config.num_attention_heads;
+    this.num_local_kv_heads = config.num_key_value_heads;
+    this.head_dim = config.hidden_size / config.num_attention_heads;
     const h = config.hidden_size;
-    this.q_proj = new nn.Linear(h, config.num_attention_heads * this.headDim);
-    this.k_proj = new nn.Linear(h, config.num_key_value_heads * this.headDim);
-    this.v_proj = new nn.Linear(h, config.num_key_value_heads * this.headDim);
+    this.q_proj = new nn.Linear(h, config.num_attention_heads * this.head_dim);
+    this.k_proj = new nn.Linear(h, config.num_key_value_heads * this.head_dim);
+    this.v_proj = new nn.Linear(h, config.num_key_value_heads * this.head_dim);
     this.out_proj = new nn.Linear(h, h);
   }
 
   forward(x: Tensor, cos: Tensor, sin: Tensor): Tensor {
     const [batch, seq] = x.shape as [number, number];
-    let q = this.q_proj.forward(x).view(batch, seq, this.numLocalHeads, this.headDim); // [batch, seq, heads, head_dim]
-    let k = this.k_proj.forward(x).view(batch, seq, this.numLocalKvHeads, this.headDim); // [batch, seq, kv_heads, head_dim]
-    const v = this.v_proj.forward(x).view(batch, seq, this.numLocalKvHeads, this.headDim); // [batch, seq, kv_heads, head_dim]
+    let q = this.q_proj.forward(x).view(batch, seq, this.num_local_heads, this.head_dim); // [batch, seq, heads, head_dim]
+    let k = this.k_proj.forward(x).view(batch, seq, this.num_local_kv_heads, this.head_dim); // [batch, seq, kv_heads, head_dim]
+    const v = this.v_proj.forward(x).view(batch, seq, this.num_local_kv_heads, this.head_dim); // [batch, seq, kv_heads, head_dim]
     q = F.apply_rotary_emb(q, cos, sin);
     k = F.apply_rotary_emb(k, cos, sin);
     // causal softmax(q k^T / sqrt(head_dim)) v; each KV head serves heads/kv_heads query heads (GQA)
     const out = F.causal_attention(q, k, v); // [batch, seq, heads, head_dim]
-    return this.out_proj.forward(out.view(batch, seq, this.numLocalHeads * this.headDim)); // [batch, seq, hidden]
+    return this.out_proj.forward(out.view(batch, seq, this.num_local_heads * this.head_dim)); // [batch, seq, hidden]
   }
 }
 
@@ -89,8 +89,8 @@ export class DecoderLayer extends nn.Module {
     this.post_attention_layernorm = new nn.RMSNorm(config.hidden_size, config.rms_norm_eps);
     this.attention = new Attention(config);
     this.mlp = new MLP(config);
-    const headDim = config.hidden_size / config.num_attention_heads;
-    [this.cos, this.sin] = getCosSin(config.max_position_embeddings, headDim, config.rope_theta); // [max_pos, head_dim]
+    const head_dim = config.hidden_size / config.num_attention_heads;
+    [this.cos, this.sin] = get_cos_sin(config.max_position_embeddings, head_dim, config.rope_theta); // [max_pos, head_dim]
   }
 
   forward(x: Tensor): Tensor {
@@ -127,13 +127,13 @@ export class Llama extends nn.Module {
   }
 
   /** input_ids: [batch, seq] int32 -> logits [batch, seq, vocab]. */
-  forward(inputIds: Tensor): Tensor {
-    if (inputIds.shape[1]! > this.config.max_position_embeddings) {
+  forward(input_ids: Tensor): Tensor {
+    if (input_ids.shape[1]! > this.config.max_position_embeddings) {
       throw new RangeError(
-        `sequence length ${inputIds.shape[1]} exceeds max_position_embeddings ${this.config.max_position_embeddings}`,
+        `sequence length ${input_ids.shape[1]} exceeds max_position_embeddings ${this.config.max_position_embeddings}`,
       );
     }
-    let x = this.embedding.forward(inputIds); // [batch, seq, hidden]
+    let x = this.embedding.forward(input_ids); // [batch, seq, hidden]
     for (const layer of this.decoder_layers) x = layer.forward(x);
     return this.final_proj.forward(this.final_norm.forward(x)); // [batch, seq, vocab]
   }

@@ -1,6 +1,7 @@
 import { spawnSync } from "node:child_process";
 import path from "node:path";
 import { describe, expect, it } from "vitest";
+import { plainEnv } from "@picotron/mpi-napi/testing";
 
 interface Report {
   rank: number;
@@ -17,9 +18,7 @@ interface Report {
 
 /** Runs the worker as a user would run a step: plain node, the launcher starts mpirun itself. */
 function runGrid(...sizes: number[]) {
-  const env = Object.fromEntries(
-    Object.entries(process.env).filter(([k]) => !k.startsWith("OMPI_") && !k.startsWith("PMIX_")),
-  );
+  const env = plainEnv();
   return spawnSync(
     process.execPath,
     [

@@ -2,12 +2,12 @@
 import { Generator, Tensor } from "@picotron/tensor";
 
 /** Prints only where asked (later steps pass is_print_rank for the rank that logs). */
-export function print(message: string, isPrintRank = true): void {
-  if (isPrintRank) console.log(message);
+export function print(message: string, is_print_rank = true): void {
+  if (is_print_rank) console.log(message);
 }
 
 /** 1234567 -> "1.23M". */
-export function toReadableFormat(n: number, precision = 2): string {
+export function to_readable_format(n: number, precision = 2): string {
   for (const [unit, size] of [
     ["T", 1e12],
     ["B", 1e9],

@@ -3,11 +3,10 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { describe, expect, it } from "vitest";
+import { plainEnv } from "@picotron/mpi-napi/testing";
 
 function worker(mode: string, saveDir: string) {
-  const env = Object.fromEntries(
-    Object.entries(process.env).filter(([k]) => !k.startsWith("OMPI_") && !k.startsWith("PMIX_")),
-  );
+  const env = plainEnv();
   return spawnSync(
     process.execPath,
     ["--import", "tsx", path.join(import.meta.dirname, "checkpoint.worker.ts"), mode, saveDir],

@@ -23,8 +23,6 @@ const base = (over: Partial<DataLoaderOptions> = {}): DataLoaderOptions => ({
   tokenizer_name: "bytes",
   model_name: "HuggingFaceTB/SmolLM-135M",
   max_tokens: 8,
-  dp_size: 1,
-  dp_rank: 0,
   cwd: dir,
   ...over,
 });
@@ -57,28 +55,6 @@ describe("MicroBatchDataLoader", () => {
     expect(rows(b2.input_ids, 4)).toEqual([bytes("qrst"), bytes("uvwx")]);
     expect(rows(b2.target_ids, 4)).toEqual([bytes("rstu"), bytes("vwxy")]);
     expect(() => dl.next()).toThrow(/used up/);
-  });
-
-  it("the dp ranks together read exactly the 1-rank run's global batch", async () => {
-    const one = await MicroBatchDataLoader.create(base({ micro_batch_size: 4, max_tokens: 16 }));
-    const parts = await Promise.all(
-      [0, 1].map((r) =>
-        MicroBatchDataLoader.create(base({ micro_batch_size: 2, dp_size: 2, dp_rank: r, max_tokens: 16 })),
-      ),
-    );
-    expect(parts[0]!.global_batch_size).toBe(one.global_batch_size);
-    const whole = rows(one.next().input_ids, 4);
-    const split = parts.map((p) => rows(p.next().input_ids, 4));
-    // rank r holds chunks r, r + 2 of the global batch
-    expect(split[0]).toEqual([whole[0], whole[2]]);
-    expect(split[1]).toEqual([whole[1], whole[3]]);
-  });
-
-  it("global batch = micro_batch_size x grad_acc_steps x dp", async () => {
-    const dl = await MicroBatchDataLoader.create(
-      base({ micro_batch_size: 1, grad_acc_steps: 3, dp_size: 2, dp_rank: 1, max_tokens: 24 }),
-    );
-    expect(dl.global_batch_size).toBe(6);
   });
 
   it("refuses a max_tokens the dataset cannot hold, with both numbers", async () => {

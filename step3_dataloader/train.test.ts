@@ -3,6 +3,7 @@ import { spawn } from "node:child_process";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
+import { plainEnv } from "@picotron/mpi-napi/testing";
 import { loadSafetensors, saveSafetensors } from "@picotron/tensor";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Llama } from "./model.ts";
@@ -39,9 +40,7 @@ const TINY = [
 function env(): NodeJS.ProcessEnv {
   // a clean environment: not inside the caller's MPI job; INIT_CWD (set by pnpm for `pnpm train`) makes
   // relative paths resolve against the scratch folder
-  const e = Object.fromEntries(
-    Object.entries(process.env).filter(([k]) => !k.startsWith("OMPI_") && !k.startsWith("PMIX_")),
-  );
+  const e = plainEnv();
   return { ...e, INIT_CWD: dir, PICOTRON_CACHE_DIR: path.join(dir, "cache") };
 }
 

@@ -6,6 +6,7 @@
 import path from "node:path";
 import { ensureLaunched } from "@picotron/mpi-napi/launcher";
 import { measurePeakFlops, optim, setNumThreads } from "@picotron/tensor";
+import { loadConfig } from "@picotron/transformers";
 import { parseArgs } from "./arguments.ts";
 import {
   latestCheckpoint,
@@ -14,12 +15,11 @@ import {
   saveCheckpoint,
   type TrainingState,
 } from "./checkpoint.ts";
-import { loadConfig } from "./config.ts";
 import { MicroBatchDataLoader } from "./dataloader.ts";
 import { Llama, lossFn } from "./model.ts";
 import * as pgm from "./process_group_manager.ts";
 import { setup_process_group_manager } from "./process_group_manager.ts";
-import { getMfu, installStopHandler, MetricsLogger, print, toReadableFormat } from "./utils.ts";
+import { getMfu, installStopHandler, MetricsLogger, print, to_readable_format } from "./utils.ts";
 
 /** One optimizer step's forward/backward passes: grad_acc micro-batches, each loss scaled by 1/grad_acc. */
 function trainStep(model: Llama, dataloader: MicroBatchDataLoader): number {
@@ -73,8 +73,6 @@ const dataloader = await MicroBatchDataLoader.create({
   tokenizer_name: args.tokenizer_name,
   model_name: args.model_name,
   max_tokens: args.max_tokens,
-  dp_size: grid.dp_world_size,
-  dp_rank: grid.dp_rank,
   cwd,
 });
 modelConfig.vocab_size = dataloader.vocab_size;
@@ -136,8 +134,8 @@ const metrics = isPrintRank
     )
   : null;
 print(
-  `${grid} | model: ${toReadableFormat(numParams)} parameters, vocab ${modelConfig.vocab_size} | tokenizer: ${dataloader.tokenizer.name} | ` +
-    `tokens per step: ${toReadableFormat(tokensPerStep)} | peak ${toReadableFormat(peakFlops)}FLOP/s per rank`,
+  `${grid} | model: ${to_readable_format(numParams)} parameters, vocab ${modelConfig.vocab_size} | tokenizer: ${dataloader.tokenizer.name} | ` +
+    `tokens per step: ${to_readable_format(tokensPerStep)} | peak ${to_readable_format(peakFlops)}FLOP/s per rank`,
   isPrintRank,
 );
 
@@ -170,9 +168,9 @@ while (trainedTokens < args.max_tokens) {
   const rss = process.memoryUsage.rss();
   print(
     `[rank ${grid.global_rank}] Step: ${step}, Loss: ${loss.toFixed(4)}, ` +
-      `Global batch size (with seq_len): ${toReadableFormat(tokensPerStep)}, ` +
-      `Tokens/s: ${toReadableFormat(tokensPerSecond)}, Tokens/s/rank: ${toReadableFormat(tokensPerSecondPerRank)}, ` +
-      `Tokens: ${toReadableFormat(trainedTokens)}/${toReadableFormat(args.max_tokens)}, ` +
+      `Global batch size (with seq_len): ${to_readable_format(tokensPerStep)}, ` +
+      `Tokens/s: ${to_readable_format(tokensPerSecond)}, Tokens/s/rank: ${to_readable_format(tokensPerSecondPerRank)}, ` +
+      `Tokens: ${to_readable_format(trainedTokens)}/${to_readable_format(args.max_tokens)}, ` +
       `Memory (RSS): ${(rss / 1e9).toFixed(2)}GB, MFU: ${mfu.toFixed(2)}%`,
     isPrintRank,
   );

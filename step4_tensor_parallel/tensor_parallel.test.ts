@@ -1,7 +1,8 @@
 import { spawnSync } from "node:child_process";
 import path from "node:path";
 import { describe, expect, it } from "vitest";
-import { PRESETS, type LlamaConfig } from "./config.ts";
+import { plainEnv } from "@picotron/mpi-napi/testing";
+import { PRESETS, type LlamaConfig } from "@picotron/transformers";
 import { checkTensorParallel } from "./tensor_parallel.ts";
 
 interface Report {
@@ -23,9 +24,7 @@ const runs = new Map<number, Report[]>();
 /** Runs the worker (once per tp) as a user runs a step: plain node, the launcher starts mpirun. */
 function runWorker(tp: number): Report[] {
   if (runs.has(tp)) return runs.get(tp)!;
-  const env = Object.fromEntries(
-    Object.entries(process.env).filter(([k]) => !k.startsWith("OMPI_") && !k.startsWith("PMIX_")),
-  );
+  const env = plainEnv();
   const r = spawnSync(
     process.execPath,
     ["--import", "tsx", path.join(import.meta.dirname, "tensor_parallel.worker.ts"), String(tp)],

@@ -5,7 +5,7 @@
 // magnitudes, its parameter counts and the errors that misconfigured layers throw.
 import { ensureLaunched } from "@picotron/mpi-napi/launcher";
 import { fillRandom, nn, optim, Tensor } from "@picotron/tensor";
-import { PRESETS, type LlamaConfig } from "./config.ts";
+import { PRESETS, type LlamaConfig } from "@picotron/transformers";
 import { Llama, lossFn } from "./model.ts";
 import { setup_process_group_manager } from "./process_group_manager.ts";
 import {

@@ -8,7 +8,7 @@ import { ensureLaunched, isUnderMpi } from "@picotron/mpi-napi/launcher";
 import { Generator, optim, setNumThreads, Tensor } from "@picotron/tensor";
 import yargs from "yargs";
 import { hideBin } from "yargs/helpers";
-import type { LlamaConfig } from "./config.ts";
+import type { LlamaConfig } from "@picotron/transformers";
 import { Llama, lossFn } from "./model.ts";
 import { setup_process_group_manager } from "./process_group_manager.ts";
 import { apply_tensor_parallel, checkTensorParallel } from "./tensor_parallel.ts";

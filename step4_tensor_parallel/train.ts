@@ -5,6 +5,7 @@
 import path from "node:path";
 import { ensureLaunched } from "@picotron/mpi-napi/launcher";
 import { measurePeakFlops, optim, setNumThreads } from "@picotron/tensor";
+import { loadConfig, loadTokenizer, paddedVocabSize } from "@picotron/transformers";
 import { parseArgs } from "./arguments.ts";
 import {
   latestCheckpoint,
@@ -13,7 +14,6 @@ import {
   saveCheckpoint,
   type TrainingState,
 } from "./checkpoint.ts";
-import { loadConfig } from "./config.ts";
 import { MicroBatchDataLoader } from "./dataloader.ts";
 import { Llama, lossFn } from "./model.ts";
 import * as pgm from "./process_group_manager.ts";
@@ -24,8 +24,7 @@ import {
   gradNormTensorParallel,
   numParametersTensorParallel,
 } from "./tensor_parallel.ts";
-import { loadTokenizer, paddedVocabSize } from "./tokenizer.ts";
-import { getMfu, installStopHandler, MetricsLogger, print, toReadableFormat } from "./utils.ts";
+import { getMfu, installStopHandler, MetricsLogger, print, to_readable_format } from "./utils.ts";
 
 /** One optimizer step's forward/backward passes: grad_acc micro-batches, each loss scaled by 1/grad_acc. */
 function trainStep(model: Llama, dataloader: MicroBatchDataLoader): number {
@@ -86,8 +85,6 @@ const dataloader = await MicroBatchDataLoader.create({
   tokenizer_name: args.tokenizer_name,
   model_name: args.model_name,
   max_tokens: args.max_tokens,
-  dp_size: grid.dp_world_size,
-  dp_rank: grid.dp_rank,
   cwd,
 });
 modelConfig.vocab_size = dataloader.vocab_size;
@@ -151,8 +148,8 @@ const metrics = isPrintRank
     )
   : null;
 print(
-  `${grid} | model: ${toReadableFormat(numParams)} parameters, vocab ${modelConfig.vocab_size} | tokenizer: ${dataloader.tokenizer.name} | ` +
-    `tokens per step: ${toReadableFormat(tokensPerStep)} | peak ${toReadableFormat(peakFlops)}FLOP/s per rank`,
+  `${grid} | model: ${to_readable_format(numParams)} parameters, vocab ${modelConfig.vocab_size} | tokenizer: ${dataloader.tokenizer.name} | ` +
+    `tokens per step: ${to_readable_format(tokensPerStep)} | peak ${to_readable_format(peakFlops)}FLOP/s per rank`,
   isPrintRank,
 );
 
@@ -189,9 +186,9 @@ while (trainedTokens < args.max_tokens) {
   const rss = process.memoryUsage.rss();
   print(
     `[rank ${grid.global_rank}] Step: ${step}, Loss: ${loss.toFixed(4)}, ` +
-      `Global batch size (with seq_len): ${toReadableFormat(tokensPerStep)}, ` +
-      `Tokens/s: ${toReadableFormat(tokensPerSecond)}, Tokens/s/rank: ${toReadableFormat(tokensPerSecondPerRank)}, ` +
-      `Tokens: ${toReadableFormat(trainedTokens)}/${toReadableFormat(args.max_tokens)}, ` +
+      `Global batch size (with seq_len): ${to_readable_format(tokensPerStep)}, ` +
+      `Tokens/s: ${to_readable_format(tokensPerSecond)}, Tokens/s/rank: ${to_readable_format(tokensPerSecondPerRank)}, ` +
+      `Tokens: ${to_readable_format(trainedTokens)}/${to_readable_format(args.max_tokens)}, ` +
       `Memory (RSS): ${(rss / 1e9).toFixed(2)}GB, MFU: ${mfu.toFixed(2)}%`,
     isPrintRank,
   );

@@ -1,15 +1,15 @@
 // Small helpers shared by the step's scripts (the tutorial's utils.py).
 import fs from "node:fs";
 import path from "node:path";
-import type { LlamaConfig } from "./config.ts";
+import type { LlamaConfig } from "@picotron/transformers";
 
 /** Prints only where asked (is_print_rank: the rank that logs). */
-export function print(message: string, isPrintRank = true): void {
-  if (isPrintRank) console.log(message);
+export function print(message: string, is_print_rank = true): void {
+  if (is_print_rank) console.log(message);
 }
 
 /** 1234567 -> "1.23M". */
-export function toReadableFormat(n: number, precision = 2): string {
+export function to_readable_format(n: number, precision = 2): string {
   for (const [unit, size] of [
     ["T", 1e12],
     ["B", 1e9],

@@ -1,6 +1,7 @@
 import { spawnSync } from "node:child_process";
 import path from "node:path";
 import { describe, expect, it } from "vitest";
+import { plainEnv } from "@picotron/mpi-napi/testing";
 
 interface Report {
   rank: number;
@@ -14,9 +15,7 @@ interface Report {
 
 /** Runs the worker as a user runs a step: plain node, the launcher starts mpirun itself. */
 function runWorker(dp: number): Report[] {
-  const env = Object.fromEntries(
-    Object.entries(process.env).filter(([k]) => !k.startsWith("OMPI_") && !k.startsWith("PMIX_")),
-  );
+  const env = plainEnv();
   const r = spawnSync(
     process.execPath,
     ["--import", "tsx", path.join(import.meta.dirname, "data_parallel.worker.ts"), String(dp)],

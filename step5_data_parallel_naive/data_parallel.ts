@@ -26,7 +26,7 @@ export class DataParallelNaive<M extends nn.Module & { forward(input: Tensor): T
       // the last micro-batch's contribution and leaves the earlier ones unsynchronized. This hook fires
       // after the backward pass has added into .grad, so it averages the fully accumulated gradient.
       p.registerPostAccumulateGradHook((param) => {
-        if (this.require_backward_grad_sync) this.allReduceGrad(param);
+        if (this.require_backward_grad_sync) this._allreduce_grads(param);
       });
     }
   }
@@ -35,7 +35,7 @@ export class DataParallelNaive<M extends nn.Module & { forward(input: Tensor): T
     return this.module.forward(input);
   }
 
-  private allReduceGrad(param: Tensor): void {
+  private _allreduce_grads(param: Tensor): void {
     // The leaf's .grad is contiguous (the engine accumulates into it), so values() is a view of it:
     // MPI averages it in place.
     this.dpGroup.allreduce(param.grad!.values() as Float32Array, "avg");

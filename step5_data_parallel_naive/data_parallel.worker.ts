@@ -4,7 +4,7 @@
 // the gradients were still local after the unsynchronized micro-batch, and a hash of the weights.
 import { ensureLaunched } from "@picotron/mpi-napi/launcher";
 import { optim, Tensor } from "@picotron/tensor";
-import type { LlamaConfig } from "./config.ts";
+import type { LlamaConfig } from "@picotron/transformers";
 import { DataParallelNaive } from "./data_parallel.ts";
 import { Llama, lossFn } from "./model.ts";
 import { setup_process_group_manager } from "./process_group_manager.ts";

@@ -10,7 +10,7 @@
 // the tutorial does: q, k, v share one input and gate, up another, so one Copy per input would do.
 // The model file stays the tutorial's: apply_tensor_parallel(model) swaps its layers for these.
 import { defineFunction, F, nn, optim, Tensor } from "@picotron/tensor";
-import type { LlamaConfig } from "./config.ts";
+import type { LlamaConfig } from "@picotron/transformers";
 import type { Llama } from "./model.ts";
 import * as pgm from "./process_group_manager.ts";
 
@@ -109,32 +109,32 @@ function linearInit(inFeatures: number): nn.Parameter["init"] {
 
 /**
  * Y_i = X W_i^T with W_i the rank's rows of the master W [out, in]: output features
- * [rank * out/tp, (rank + 1) * out/tp). With gatherOutput, every rank gets the full Y.
+ * [rank * out/tp, (rank + 1) * out/tp). With gather_output, every rank gets the full Y.
  */
 export class ColumnParallelLinear extends nn.Module {
-  readonly outputSizePerPartition: number;
+  readonly output_size_per_partition: number;
   weight: nn.Parameter;
 
   constructor(
     readonly inFeatures: number,
     readonly outFeatures: number,
-    readonly gatherOutput = false,
+    readonly gather_output = false,
   ) {
     super();
     const { tp_rank, tp_world_size } = pgm.process_group_manager;
     requireDivisible("ColumnParallelLinear", "out_features", outFeatures, tp_world_size);
-    this.outputSizePerPartition = outFeatures / tp_world_size;
-    this.weight = new nn.Parameter([this.outputSizePerPartition, inFeatures]); // W_i: [out/tp, in]
+    this.output_size_per_partition = outFeatures / tp_world_size;
+    this.weight = new nn.Parameter([this.output_size_per_partition, inFeatures]); // W_i: [out/tp, in]
     this.weight.init = linearInit(inFeatures);
     // rows of W are contiguous: the shard is one block of the master tensor
-    const start = tp_rank * this.outputSizePerPartition * inFeatures;
+    const start = tp_rank * this.output_size_per_partition * inFeatures;
     this.weight.masterIndex = (j) => start + j;
   }
 
-  /** x: [..., in] (the same on every rank) -> [..., out/tp], or [..., out] with gatherOutput. */
+  /** x: [..., in] (the same on every rank) -> [..., out/tp], or [..., out] with gather_output. */
   forward(x: Tensor): Tensor {
     const y = F.linear(Copy(x), this.weight); // [..., out/tp]
-    return this.gatherOutput ? Gather(y) : y;
+    return this.gather_output ? Gather(y) : y;
   }
 }
 
@@ -144,7 +144,7 @@ export class ColumnParallelLinear extends nn.Module {
  * before it produced on this rank.
  */
 export class RowParallelLinear extends nn.Module {
-  readonly inputSizePerPartition: number;
+  readonly input_size_per_partition: number;
   weight: nn.Parameter;
 
   constructor(
@@ -155,7 +155,7 @@ export class RowParallelLinear extends nn.Module {
     const { tp_rank, tp_world_size } = pgm.process_group_manager;
     requireDivisible("RowParallelLinear", "in_features", inFeatures, tp_world_size);
     const local = inFeatures / tp_world_size;
-    this.inputSizePerPartition = local;
+    this.input_size_per_partition = local;
     this.weight = new nn.Parameter([outFeatures, local]); // W_i: [out, in/tp]
     this.weight.init = linearInit(inFeatures);
     // element (r, c) of the shard is (r, rank * in/tp + c) of the master
@@ -174,9 +174,9 @@ export class RowParallelLinear extends nn.Module {
  * embeddings (exactly one rank contributes each token's vector).
  */
 export class VocabParallelEmbedding extends nn.Module {
-  readonly vocabStartIndex: number;
-  readonly vocabEndIndex: number;
-  readonly numEmbeddingsPerPartition: number;
+  readonly vocab_start_index: number;
+  readonly vocab_end_index: number;
+  readonly num_embeddings_per_partition: number;
   weight: nn.Parameter;
 
   constructor(
@@ -186,19 +186,19 @@ export class VocabParallelEmbedding extends nn.Module {
     super();
     const { tp_rank, tp_world_size } = pgm.process_group_manager;
     requireDivisible("VocabParallelEmbedding", "num_embeddings", numEmbeddings, tp_world_size);
-    this.numEmbeddingsPerPartition = numEmbeddings / tp_world_size;
-    this.vocabStartIndex = tp_rank * this.numEmbeddingsPerPartition;
-    this.vocabEndIndex = this.vocabStartIndex + this.numEmbeddingsPerPartition;
-    this.weight = new nn.Parameter([this.numEmbeddingsPerPartition, embeddingDim]); // [vocab/tp, dim]
+    this.num_embeddings_per_partition = numEmbeddings / tp_world_size;
+    this.vocab_start_index = tp_rank * this.num_embeddings_per_partition;
+    this.vocab_end_index = this.vocab_start_index + this.num_embeddings_per_partition;
+    this.weight = new nn.Parameter([this.num_embeddings_per_partition, embeddingDim]); // [vocab/tp, dim]
     this.weight.init = { kind: "normal", mean: 0, std: 1 };
-    const start = this.vocabStartIndex * embeddingDim;
+    const start = this.vocab_start_index * embeddingDim;
     this.weight.masterIndex = (j) => start + j;
   }
 
   /** ids: [batch, seq] int32 -> [batch, seq, dim]. */
   forward(ids: Tensor): Tensor {
     const all = ids.values() as Int32Array;
-    const local = new Int32Array(all.length); // ids relative to this rank's slice; 0 where masked
+    const masked_input = new Int32Array(all.length); // ids relative to this rank's slice; 0 where masked
     const keep = new Int32Array(all.length); // 1 where this rank owns the id
     for (let i = 0; i < all.length; i++) {
       const id = all[i]!;
@@ -207,13 +207,13 @@ export class VocabParallelEmbedding extends nn.Module {
           `embedding: token id ${id} is outside the vocabulary [0, ${this.numEmbeddings})`,
         );
       }
-      if (id >= this.vocabStartIndex && id < this.vocabEndIndex) {
-        local[i] = id - this.vocabStartIndex;
+      if (id >= this.vocab_start_index && id < this.vocab_end_index) {
+        masked_input[i] = id - this.vocab_start_index;
         keep[i] = 1;
       }
     }
-    const partial = F.embedding(new Tensor(local, ids.shape), this.weight); // [batch, seq, dim]
-    return Reduce(MaskRows(partial, new Tensor(keep, ids.shape)));
+    const output_parallel = F.embedding(new Tensor(masked_input, ids.shape), this.weight); // [batch, seq, dim]
+    return Reduce(MaskRows(output_parallel, new Tensor(keep, ids.shape)));
   }
 }
 
@@ -290,8 +290,8 @@ export function apply_tensor_parallel(model: Llama): Llama {
     attention.k_proj = column(attention.k_proj); // [.., hidden] -> [.., kv_heads/tp * head_dim]
     attention.v_proj = column(attention.v_proj);
     attention.out_proj = row(attention.out_proj); // [.., hidden/tp] -> [.., hidden]
-    attention.numLocalHeads = model.config.num_attention_heads / tp;
-    attention.numLocalKvHeads = model.config.num_key_value_heads / tp;
+    attention.num_local_heads = model.config.num_attention_heads / tp;
+    attention.num_local_kv_heads = model.config.num_key_value_heads / tp;
     mlp.up_proj = column(mlp.up_proj); // [.., hidden] -> [.., ffn/tp]
     mlp.gate_proj = column(mlp.gate_proj);
     mlp.down_proj = row(mlp.down_proj); // [.., ffn/tp] -> [.., hidden]

@@ -5,7 +5,8 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { toReadableFormat } from "./utils.ts";
+import { plainEnv } from "@picotron/mpi-napi/testing";
+import { to_readable_format } from "./utils.ts";
 
 const TRAIN = path.join(import.meta.dirname, "train.ts");
 
@@ -36,9 +37,7 @@ const TINY = [
 function env(): NodeJS.ProcessEnv {
   // a clean environment: not inside the caller's MPI job; INIT_CWD (set by pnpm for `pnpm train`) makes
   // relative paths resolve against the scratch folder
-  const e = Object.fromEntries(
-    Object.entries(process.env).filter(([k]) => !k.startsWith("OMPI_") && !k.startsWith("PMIX_")),
-  );
+  const e = plainEnv();
   return { ...e, INIT_CWD: dir, PICOTRON_CACHE_DIR: path.join(dir, "cache") };
 }
 
@@ -123,7 +122,7 @@ describe("step 5 training loop", () => {
       // (128 x 64) and 2 norms, the final norm: the whole model's count on every layout
       const params = 2 * 320 * 64 + 2 * (2 * 64 * 64 + 2 * 32 * 64 + 3 * 128 * 64 + 2 * 64) + 64;
       expect(r.stdout).toContain(
-        `DP(${dp})-PP(1)-TP(${tp})-Rank(0) | model: ${toReadableFormat(params)} parameters, vocab 320`,
+        `DP(${dp})-PP(1)-TP(${tp})-Rank(0) | model: ${to_readable_format(params)} parameters, vocab 320`,
       );
       expect(r.stdout).toMatch(
         /Step: 20, Loss: \d+\.\d{4}, Global batch size \(with seq_len\): 256\.00, Tokens\/s: .*Tokens: 5\.12K\/5\.12K, Memory \(RSS\): .*GB, MFU: /,

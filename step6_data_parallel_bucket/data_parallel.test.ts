@@ -1,8 +1,9 @@
 import { spawnSync } from "node:child_process";
 import path from "node:path";
+import { plainEnv } from "@picotron/mpi-napi/testing";
 import { Tensor } from "@picotron/tensor";
 import { describe, expect, it } from "vitest";
-import { assignBuckets, bucketSizeFromCap } from "./bucket.ts";
+import { assignBuckets, bucketSizeFromCap } from "./data_parallel.ts";
 
 interface Report {
   rank: number;
@@ -23,9 +24,7 @@ const CAP_MB = 0.01;
 
 /** Runs the worker as a user runs a step: plain node, the launcher starts mpirun itself. */
 function runWorker(dp: number): Report[] {
-  const env = Object.fromEntries(
-    Object.entries(process.env).filter(([k]) => !k.startsWith("OMPI_") && !k.startsWith("PMIX_")),
-  );
+  const env = plainEnv();
   const r = spawnSync(
     process.execPath,
     [

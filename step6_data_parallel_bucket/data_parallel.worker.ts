@@ -5,13 +5,13 @@
 // the timeline of their all-reduces against the end of the backward pass, and what a misuse reports.
 import { ensureLaunched } from "@picotron/mpi-napi/launcher";
 import { optim, Tensor } from "@picotron/tensor";
-import type { LlamaConfig } from "./config.ts";
+import type { LlamaConfig } from "@picotron/transformers";
 import { DataParallelBucket } from "./data_parallel.ts";
 import { Llama, lossFn } from "./model.ts";
 import { setup_process_group_manager } from "./process_group_manager.ts";
 
 const dp = Number(process.argv[2]);
-const bucketCapMb = Number(process.argv[3]);
+const bucket_cap_mb = Number(process.argv[3]);
 await ensureLaunched({ worldSize: dp });
 const grid = setup_process_group_manager(dp, 1, 1);
 
@@ -76,7 +76,7 @@ function sameEverywhere(x: number): boolean {
 
 const reference = new Llama(CONFIG).initWeights(7);
 const model = new Llama(CONFIG).initWeights(7);
-const dpModel = new DataParallelBucket(model, grid.dp_group, bucketCapMb);
+const dpModel = new DataParallelBucket(model, grid.dp_group, bucket_cap_mb);
 const refOpt = new optim.AdamW(reference.parameters(), { lr: 1e-2 });
 const opt = new optim.AdamW(model.parameters(), { lr: 1e-2 });
 
@@ -103,7 +103,7 @@ for (let step = 0; step < STEPS; step++) {
     else {
       dpModel.finishGradientSynchronization();
       timelines.push(
-        dpModel.bucketManager.buckets.map(({ trace }) => ({
+        dpModel.bucket_manager.buckets.map(({ trace }) => ({
           launched: trace.launchedAt - end,
           completed: trace.completedAt - end,
           by: trace.completedBy,
@@ -131,7 +131,7 @@ const weightDiff = model
   );
 // the parameters of each bucket, as indices in registration order
 const index = new Map(model.parameters().map((p, i) => [p as Tensor, i]));
-const buckets = dpModel.bucketManager.buckets.map((b) => b.params.map((p) => index.get(p)!));
+const buckets = dpModel.bucket_manager.buckets.map((b) => b.params.map((p) => index.get(p)!));
 
 // a misuse: zeroGrad() drops the gradients' views of the buckets
 let misuse = "";

@@ -11,7 +11,7 @@ import { ensureLaunched, isUnderMpi } from "@picotron/mpi-napi/launcher";
 import { Generator, optim, setNumThreads, Tensor } from "@picotron/tensor";
 import yargs from "yargs";
 import { hideBin } from "yargs/helpers";
-import type { LlamaConfig } from "./config.ts";
+import type { LlamaConfig } from "@picotron/transformers";
 import { DataParallelBucket, DataParallelNaive } from "./data_parallel.ts";
 import { Llama, lossFn } from "./model.ts";
 import { setup_process_group_manager } from "./process_group_manager.ts";
@@ -100,7 +100,7 @@ function stepper(
     optim.clipGradNorm(model.parameters(), 1);
     optimizer.step();
     const step = (performance.now() - t) / 1e3;
-    const buckets = dp instanceof DataParallelBucket ? dp.bucketManager.buckets : [];
+    const buckets = dp instanceof DataParallelBucket ? dp.bucket_manager.buckets : [];
     const doneInBackward = buckets.filter((b) => b.trace.completedAt < backwardEnd).length;
     const timeline = buckets.map(({ trace }): [number, number] => [
       +(trace.launchedAt - backwardEnd).toFixed(1),

@@ -7,6 +7,7 @@
 import path from "node:path";
 import { ensureLaunched } from "@picotron/mpi-napi/launcher";
 import { measurePeakFlops, optim, setNumThreads } from "@picotron/tensor";
+import { loadConfig, loadTokenizer, paddedVocabSize } from "@picotron/transformers";
 import { parseArgs } from "./arguments.ts";
 import {
   latestCheckpoint,
@@ -15,7 +16,6 @@ import {
   saveCheckpoint,
   type TrainingState,
 } from "./checkpoint.ts";
-import { loadConfig } from "./config.ts";
 import { DataParallelBucket } from "./data_parallel.ts";
 import { MicroBatchDataLoader } from "./dataloader.ts";
 import { Llama, lossFn } from "./model.ts";
@@ -27,14 +27,13 @@ import {
   gradNormTensorParallel,
   numParametersTensorParallel,
 } from "./tensor_parallel.ts";
-import { loadTokenizer, paddedVocabSize } from "./tokenizer.ts";
 import {
   averageLossAcrossDpRanks,
   getMfu,
   installStopHandler,
   MetricsLogger,
   print,
-  toReadableFormat,
+  to_readable_format,
 } from "./utils.ts";
 
 /** One optimizer step's forward/backward passes: grad_acc micro-batches, each loss scaled by 1/grad_acc. */
@@ -171,8 +170,8 @@ const metrics = isPrintRank
     )
   : null;
 print(
-  `${grid} | model: ${toReadableFormat(numParams)} parameters, vocab ${modelConfig.vocab_size} | tokenizer: ${dataloader.tokenizer.name} | ` +
-    `tokens per step: ${toReadableFormat(tokensPerStep)} | peak ${toReadableFormat(peakFlops)}FLOP/s per rank`,
+  `${grid} | model: ${to_readable_format(numParams)} parameters, vocab ${modelConfig.vocab_size} | tokenizer: ${dataloader.tokenizer.name} | ` +
+    `tokens per step: ${to_readable_format(tokensPerStep)} | peak ${to_readable_format(peakFlops)}FLOP/s per rank`,
   isPrintRank,
 );
 
@@ -210,9 +209,9 @@ while (trainedTokens < args.max_tokens) {
   const rss = process.memoryUsage.rss();
   print(
     `[rank ${grid.global_rank}] Step: ${step}, Loss: ${loss.toFixed(4)}, ` +
-      `Global batch size (with seq_len): ${toReadableFormat(tokensPerStep)}, ` +
-      `Tokens/s: ${toReadableFormat(tokensPerSecond)}, Tokens/s/rank: ${toReadableFormat(tokensPerSecondPerRank)}, ` +
-      `Tokens: ${toReadableFormat(trainedTokens)}/${toReadableFormat(args.max_tokens)}, ` +
+      `Global batch size (with seq_len): ${to_readable_format(tokensPerStep)}, ` +
+      `Tokens/s: ${to_readable_format(tokensPerSecond)}, Tokens/s/rank: ${to_readable_format(tokensPerSecondPerRank)}, ` +
+      `Tokens: ${to_readable_format(trainedTokens)}/${to_readable_format(args.max_tokens)}, ` +
       `Memory (RSS): ${(rss / 1e9).toFixed(2)}GB, MFU: ${mfu.toFixed(2)}%`,
     isPrintRank,
   );

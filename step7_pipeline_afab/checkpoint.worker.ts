@@ -1,8 +1,8 @@
 // Test worker for checkpoint.test.ts: `crash DIR` saves step 1, then dies (SIGKILL) in the middle of saving
 // step 2; `check DIR` loads the newest checkpoint and reports what it found, then saves step 2 again.
 import { optim } from "@picotron/tensor";
+import { PRESETS } from "@picotron/transformers";
 import { latestCheckpoint, loadCheckpoint, saveCheckpoint, type TrainingState } from "./checkpoint.ts";
-import { PRESETS } from "./config.ts";
 import { Llama } from "./model.ts";
 import { setup_process_group_manager } from "./process_group_manager.ts";
 

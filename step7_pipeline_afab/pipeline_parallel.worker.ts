@@ -4,7 +4,7 @@
 // loss (reduced over the stages as the train loop does) and the stage's peak activation bytes.
 import { ensureLaunched } from "@picotron/mpi-napi/launcher";
 import { optim, Tensor } from "@picotron/tensor";
-import { PRESETS } from "./config.ts";
+import { PRESETS } from "@picotron/transformers";
 import type { Batch } from "./dataloader.ts";
 import { Llama, lossFn } from "./model.ts";
 import { PipelineParallel, train_step_pipeline_afab, type MicroBatches } from "./pipeline_parallel.ts";
@@ -44,7 +44,7 @@ function compare(engine: keyof typeof ENGINES, layers: number, gradAcc: number) 
     num_key_value_heads: 2,
     max_position_embeddings: SEQ,
   };
-  const stage = new PipelineParallel(config).initWeights(SEED);
+  const stage = new PipelineParallel(new Llama(config), config).initWeights(SEED);
   const reference = new Llama(config).initWeights(SEED);
   const ref = new Map(reference.namedParameters());
   const weightsEqual = stage

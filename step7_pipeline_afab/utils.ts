@@ -2,11 +2,11 @@
 import fs from "node:fs";
 import path from "node:path";
 import type { Comm } from "@picotron/mpi-napi";
-import type { LlamaConfig } from "./config.ts";
+import type { LlamaConfig } from "@picotron/transformers";
 
 /** Prints only where asked (is_print_rank: the rank that logs). */
-export function print(message: string, isPrintRank = true): void {
-  if (isPrintRank) console.log(message);
+export function print(message: string, is_print_rank = true): void {
+  if (is_print_rank) console.log(message);
 }
 
 /** The mean of the dp ranks' losses (for logging: the loss of the whole global batch). */
@@ -17,7 +17,7 @@ export function averageLossAcrossDpRanks(loss: number, dpGroup: Comm): number {
 }
 
 /** 1234567 -> "1.23M". */
-export function toReadableFormat(n: number, precision = 2): string {
+export function to_readable_format(n: number, precision = 2): string {
   for (const [unit, size] of [
     ["T", 1e12],
     ["B", 1e9],

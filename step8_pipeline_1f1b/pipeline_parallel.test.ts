@@ -1,6 +1,7 @@
 import { spawn } from "node:child_process";
 import path from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
+import { plainEnv } from "@picotron/mpi-napi/testing";
 import { distribute_layers } from "./pipeline_parallel.ts";
 
 interface Report {
@@ -18,9 +19,7 @@ interface Report {
  * pipeline size for all its runs; returns each run's reports, sorted by rank.
  */
 async function runPipelines(pp: number, runs: string[]): Promise<Map<string, Report[]>> {
-  const env = Object.fromEntries(
-    Object.entries(process.env).filter(([k]) => !k.startsWith("OMPI_") && !k.startsWith("PMIX_")),
-  );
+  const env = plainEnv();
   const worker = path.join(import.meta.dirname, "pipeline_parallel.worker.ts");
   const child = spawn(process.execPath, ["--import", "tsx", worker, String(pp), ...runs], { env });
   let out = "";

@@ -1,6 +1,6 @@
 // The layers themselves are step 4's, tested there under mpirun; here only the check the launcher runs.
 import { describe, expect, it } from "vitest";
-import { PRESETS } from "./config.ts";
+import { PRESETS } from "@picotron/transformers";
 import { checkTensorParallel } from "./tensor_parallel.ts";
 
 describe("checkTensorParallel", () => {

@@ -5,7 +5,8 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { toReadableFormat } from "./utils.ts";
+import { plainEnv } from "@picotron/mpi-napi/testing";
+import { to_readable_format } from "./utils.ts";
 
 const TRAIN = path.join(import.meta.dirname, "train.ts");
 
@@ -39,9 +40,7 @@ const TINY = [
 function env(): NodeJS.ProcessEnv {
   // a clean environment: not inside the caller's MPI job; INIT_CWD (set by pnpm for `pnpm train`) makes
   // relative paths resolve against the scratch folder
-  const e = Object.fromEntries(
-    Object.entries(process.env).filter(([k]) => !k.startsWith("OMPI_") && !k.startsWith("PMIX_")),
-  );
+  const e = plainEnv();
   return { ...e, INIT_CWD: dir, PICOTRON_CACHE_DIR: path.join(dir, "cache") };
 }
 
@@ -138,7 +137,7 @@ describe("step 8 training loop", () => {
       // (128 x 64) and 2 norms, the final norm: the whole model's count on every layout
       const params = 2 * 320 * 64 + 4 * (2 * 64 * 64 + 2 * 32 * 64 + 3 * 128 * 64 + 2 * 64) + 64;
       expect(r.stdout).toContain(
-        `DP(${dp})-PP(${pp})-TP(${tp})-Rank(0) | model: ${toReadableFormat(params)} parameters, vocab 320`,
+        `DP(${dp})-PP(${pp})-TP(${tp})-Rank(0) | model: ${to_readable_format(params)} parameters, vocab 320`,
       );
       // rank 0 is on the first stage: it logs the loss computed on the last one
       expect(r.stdout).toMatch(

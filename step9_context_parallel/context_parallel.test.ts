@@ -1,6 +1,7 @@
 import { spawnSync } from "node:child_process";
 import path from "node:path";
 import { describe, expect, it } from "vitest";
+import { plainEnv } from "@picotron/mpi-napi/testing";
 
 interface Report {
   rank: number;
@@ -17,9 +18,7 @@ const runs = new Map<string, Report[]>();
 function runWorker(cp: number, tp = 1): Report[] {
   const key = `${cp}x${tp}`;
   if (runs.has(key)) return runs.get(key)!;
-  const env = Object.fromEntries(
-    Object.entries(process.env).filter(([k]) => !k.startsWith("OMPI_") && !k.startsWith("PMIX_")),
-  );
+  const env = plainEnv();
   const r = spawnSync(
     process.execPath,
     ["--import", "tsx", path.join(import.meta.dirname, "context_parallel.worker.ts"), String(cp), String(tp)],

@@ -14,7 +14,7 @@ import { ensureLaunched } from "@picotron/mpi-napi/launcher";
 import { F, Generator, optim, setNumThreads, Tensor } from "@picotron/tensor";
 import yargs from "yargs";
 import { hideBin } from "yargs/helpers";
-import type { LlamaConfig } from "./config.ts";
+import type { LlamaConfig } from "@picotron/transformers";
 import { ring_attention } from "./context_parallel.ts";
 import { DataParallelBucket } from "./data_parallel.ts";
 import { Llama, lossFn } from "./model.ts";

@@ -23,14 +23,15 @@
 //   stage 2   .  .  F1 F2 .  B1 F3 B2 F4 B3 F5 B4 F6 B5 .  B6 .  .
 //   stage 3   .  .  .  F1 B1 F2 B2 F3 B3 F4 B4 F5 B5 F6 B6 .  .  .
 //
-// Inside a stage, tensor parallelism splits the layers' matrices (apply_tensor_parallel works on a stage),
-// and with dp > 1 DataParallelBucket wraps the stage: its gradient hooks fire in the stage's backward as in
-// step 6's, and the schedule lets only the step's last backward average the gradients over the replicas.
+// As in the tutorial, the whole model is built, apply_tensor_parallel splits its matrices, then
+// PipelineParallel keeps this stage's part of it; with dp > 1 DataParallelBucket wraps the stage: its
+// gradient hooks fire in the stage's backward as in step 6's, and the schedule lets only the step's last
+// backward average the gradients over the replicas.
 import { nn, type Tensor } from "@picotron/tensor";
-import type { LlamaConfig } from "./config.ts";
+import type { LlamaConfig } from "@picotron/transformers";
 import { DataParallelBucket } from "./data_parallel.ts";
 import type { MicroBatchDataLoader } from "./dataloader.ts";
-import { DecoderLayer, lossFn } from "./model.ts";
+import { DecoderLayer, lossFn, type Llama } from "./model.ts";
 import * as pgm from "./process_group_manager.ts";
 import {
   recv_backward,
@@ -46,12 +47,12 @@ import { tracer } from "./trace.ts";
  * The global indices of the decoder layers of stage `ppRank`: num_layers // pp each, and one more for the
  * first num_layers % pp stages (5 layers on 2 stages: [0, 1, 2] and [3, 4]).
  */
-export function distribute_layers(numLayers: number, ppSize: number, ppRank: number): number[] {
-  checkPipelineParallel(numLayers, ppSize);
-  const layersPerStage = (p: number) => Math.floor(numLayers / ppSize) + (p < numLayers % ppSize ? 1 : 0);
-  let start = 0;
-  for (let p = 0; p < ppRank; p++) start += layersPerStage(p);
-  return Array.from({ length: layersPerStage(ppRank) }, (_, i) => start + i);
+export function distribute_layers(num_layers: number, ppSize: number, ppRank: number): number[] {
+  checkPipelineParallel(num_layers, ppSize);
+  const layersPerStage = (p: number) => Math.floor(num_layers / ppSize) + (p < num_layers % ppSize ? 1 : 0);
+  let start_layer = 0;
+  for (let p = 0; p < ppRank; p++) start_layer += layersPerStage(p);
+  return Array.from({ length: layersPerStage(ppRank) }, (_, i) => start_layer + i);
 }
 
 /** Throws when some stage would get no decoder layer (checked before launching anything). */
@@ -64,17 +65,17 @@ export function checkPipelineParallel(numLayers: number, ppSize: number): void {
 }
 
 /**
- * The tutorial's nn.ModuleDict({str(i): layer}): this stage's decoder layers keyed by their global index,
- * so their parameters are named as in the whole model (decoder_layers.4.attention.q_proj.weight): the
- * deterministic init, keyed by name, gives every stage exactly the 1-rank model's weights, and checkpoints
- * keep picotron's names. Iterating yields the layers in order.
+ * The tutorial's nn.ModuleDict({str(i): model.decoder_layers[i]}): this stage's decoder layers keyed by
+ * their global index, so their parameters keep the whole model's names (decoder_layers.4.attention.q_proj.weight):
+ * the deterministic init, keyed by name, gives every stage exactly the 1-rank model's weights, and
+ * checkpoints keep picotron's names. Iterating yields the layers in order.
  */
 export class StageLayers extends nn.Module {
   [index: number]: DecoderLayer;
 
-  constructor(config: LlamaConfig, indices: readonly number[]) {
+  constructor(decoderLayers: readonly DecoderLayer[], indices: readonly number[]) {
     super();
-    for (const i of indices) this[i] = new DecoderLayer(config);
+    for (const i of indices) this[i] = decoderLayers[i]!;
   }
 
   *[Symbol.iterator](): Iterator<DecoderLayer> {
@@ -83,22 +84,29 @@ export class StageLayers extends nn.Module {
   }
 }
 
-/** One pipeline stage of the Llama: only this stage's modules are built (other stages' never exist here). */
+/**
+ * One pipeline stage, cut out of the whole model as in the tutorial: it keeps this stage's decoder layers,
+ * the embedding on the first stage and the final norm and projection on the last; the other stages' modules
+ * are dropped with the whole model. Built after apply_tensor_parallel, it keeps the parallel layers.
+ */
 export class PipelineParallel extends nn.Module {
   readonly layer_distribution: number[];
-  embedding: nn.Embedding | null;
+  embedding: Llama["embedding"] | null;
   decoder_layers: StageLayers;
-  final_norm: nn.RMSNorm | null;
-  final_proj: nn.Linear | null;
+  final_norm: Llama["final_norm"] | null;
+  final_proj: Llama["final_proj"] | null;
 
-  constructor(readonly config: LlamaConfig) {
+  constructor(
+    model: Llama,
+    readonly config: LlamaConfig,
+  ) {
     super();
     const { pp_rank, pp_world_size, pp_is_first_stage, pp_is_last_stage } = pgm.process_group_manager;
     this.layer_distribution = distribute_layers(config.num_hidden_layers, pp_world_size, pp_rank);
-    this.embedding = pp_is_first_stage ? new nn.Embedding(config.vocab_size, config.hidden_size) : null;
-    this.decoder_layers = new StageLayers(config, this.layer_distribution);
-    this.final_norm = pp_is_last_stage ? new nn.RMSNorm(config.hidden_size, config.rms_norm_eps) : null;
-    this.final_proj = pp_is_last_stage ? new nn.Linear(config.hidden_size, config.vocab_size) : null;
+    this.embedding = pp_is_first_stage ? model.embedding : null;
+    this.decoder_layers = new StageLayers(model.decoder_layers, this.layer_distribution);
+    this.final_norm = pp_is_last_stage ? model.final_norm : null;
+    this.final_proj = pp_is_last_stage ? model.final_proj : null;
   }
 
   /**
@@ -119,15 +127,20 @@ export class PipelineParallel extends nn.Module {
   }
 
   /**
-   * Backpropagates one micro-batch through this stage: `output` is the stage's output (the loss on the last
-   * stage, whose gradient is 1), `outputGrad` the gradient the next stage sent back. Returns the gradient of
+   * Backpropagates one micro-batch through this stage: `output_tensor` is the stage's output (the loss on the
+   * last stage, whose gradient is 1), `output_tensor_grad` the gradient the next stage sent back. Returns the gradient of
    * the received activation, for the previous stage (null on the first stage, whose input is token ids).
    */
-  backward(input: Tensor | null, output: Tensor, outputGrad: Tensor | null): Tensor | null {
-    output.backward(outputGrad ?? undefined);
-    if (!input) return null;
-    if (!input.grad) throw new Error("pipeline backward: the stage's output does not depend on its input");
-    return input.grad;
+  backward(
+    input_tensor: Tensor | null,
+    output_tensor: Tensor,
+    output_tensor_grad: Tensor | null,
+  ): Tensor | null {
+    output_tensor.backward(output_tensor_grad ?? undefined);
+    if (!input_tensor) return null;
+    if (!input_tensor.grad)
+      throw new Error("pipeline backward: the stage's output_tensor does not depend on its input_tensor");
+    return input_tensor.grad;
   }
 }
 
@@ -192,7 +205,7 @@ class StageRunner {
 
   constructor(
     private readonly model: PipelineModel,
-    private readonly dataloader: MicroBatches,
+    private readonly data_loader: MicroBatches,
   ) {}
 
   /**
@@ -200,15 +213,15 @@ class StageRunner {
    * the first stage reads its input_ids, the last its target_ids and returns the loss (divided by grad_acc
    * as in the single-process loop, so the gradients are the same).
    */
-  forward(input: Tensor | null): Tensor {
-    const batch = this.dataloader.next();
+  forward(input_tensor: Tensor | null): Tensor {
+    const batch = this.data_loader.next();
     const isLast = pgm.process_group_manager.pp_is_last_stage;
     const output = tracer.span(
       "forward",
       "forward",
       () => {
-        const out = this.model.forward(input ?? batch.input_ids); // [mbs, seq, hidden] or logits [mbs, seq, vocab]
-        return isLast ? lossFn(out, batch.target_ids).div(this.dataloader.grad_acc_steps) : out;
+        const out = this.model.forward(input_tensor ?? batch.input_ids); // [mbs, seq, hidden] or logits [mbs, seq, vocab]
+        return isLast ? lossFn(out, batch.target_ids).div(this.data_loader.grad_acc_steps) : out;
       },
       { microbatch: this.forwards++ },
     );
@@ -216,28 +229,28 @@ class StageRunner {
     const bytes = activationBytes(output);
     this.liveBytes += bytes;
     this.peakBytes = Math.max(this.peakBytes, this.liveBytes);
-    this.inFlight.push({ input, output, bytes });
+    this.inFlight.push({ input: input_tensor, output, bytes });
     return output;
   }
 
   /** The oldest in-flight micro-batch's backward, given its output's gradient; returns its input's. */
-  backward(outputGrad: Tensor | null): Tensor | null {
+  backward(output_tensor_grad: Tensor | null): Tensor | null {
     const f = this.inFlight.shift();
     if (!f) throw new Error("pipeline schedule: a backward without a micro-batch in flight");
     const { model } = this;
     // the earlier micro-batches only accumulate: the gradients are averaged once, in the last backward pass
     if (model instanceof DataParallelBucket) {
-      model.require_backward_grad_sync = this.backwards === this.dataloader.grad_acc_steps - 1;
+      model.require_backward_grad_sync = this.backwards === this.data_loader.grad_acc_steps - 1;
     }
     const stage = model instanceof DataParallelBucket ? model.module : model;
-    const inputGrad = tracer.span(
+    const input_tensor_grad = tracer.span(
       "backward",
       "backward",
-      () => stage.backward(f.input, f.output, outputGrad),
+      () => stage.backward(f.input, f.output, output_tensor_grad),
       { microbatch: this.backwards++ },
     );
     this.liveBytes -= f.bytes; // the graph, and its activations, are freed
-    return inputGrad;
+    return input_tensor_grad;
   }
 
   /** Ends the step: waits for the gradient buckets' all-reduces still in flight (dp > 1). */
@@ -253,13 +266,14 @@ class StageRunner {
 /** All forwards, then all backwards, over the step's grad_acc micro-batches. */
 export function train_step_pipeline_afab(
   model: PipelineModel,
-  dataloader: MicroBatches,
-  tensorShape: readonly number[], // [mbs, seq, hidden]
+  data_loader: MicroBatches,
+  tensor_shapes: readonly number[], // [mbs, seq, hidden]
 ): PipelineStepResult {
-  const stage = new StageRunner(model, dataloader);
-  for (let i = 0; i < dataloader.grad_acc_steps; i++) send_forward(stage.forward(recv_forward(tensorShape)));
-  for (let i = 0; i < dataloader.grad_acc_steps; i++)
-    send_backward(stage.backward(recv_backward(tensorShape)));
+  const stage = new StageRunner(model, data_loader);
+  for (let i = 0; i < data_loader.grad_acc_steps; i++)
+    send_forward(stage.forward(recv_forward(tensor_shapes)));
+  for (let i = 0; i < data_loader.grad_acc_steps; i++)
+    send_backward(stage.backward(recv_backward(tensor_shapes)));
   return stage.result();
 }
 
@@ -270,28 +284,29 @@ export function train_step_pipeline_afab(
  */
 export function train_step_pipeline_1f1b(
   model: PipelineModel,
-  dataloader: MicroBatches,
-  tensorShape: readonly number[], // [mbs, seq, hidden]
+  data_loader: MicroBatches,
+  tensor_shapes: readonly number[], // [mbs, seq, hidden]
 ): PipelineStepResult {
   const { pp_world_size, pp_rank } = pgm.process_group_manager;
-  const m = dataloader.grad_acc_steps;
-  const numWarmup = Math.min(pp_world_size - pp_rank - 1, m);
-  const numSteady = m - numWarmup;
-  const stage = new StageRunner(model, dataloader);
+  const m = data_loader.grad_acc_steps;
+  const num_warmup_microbatches = Math.min(pp_world_size - pp_rank - 1, m);
+  const num_microbatches_remaining = m - num_warmup_microbatches;
+  const stage = new StageRunner(model, data_loader);
 
   // warm-up: fill the pipeline below this stage
-  for (let i = 0; i < numWarmup; i++) send_forward(stage.forward(recv_forward(tensorShape)));
+  for (let i = 0; i < num_warmup_microbatches; i++) send_forward(stage.forward(recv_forward(tensor_shapes)));
 
   // steady state: the forward of micro-batch i + warm-up, then the backward of micro-batch i
-  let input = numSteady > 0 ? recv_forward(tensorShape) : null;
-  for (let i = 0; i < numSteady; i++) {
-    const outputGrad = send_fwd_recv_bwd(stage.forward(input), tensorShape);
-    const inputGrad = stage.backward(outputGrad);
-    if (i === numSteady - 1) send_backward(inputGrad);
-    else input = send_bwd_recv_fwd(inputGrad, tensorShape);
+  let input_tensor = num_microbatches_remaining > 0 ? recv_forward(tensor_shapes) : null;
+  for (let i = 0; i < num_microbatches_remaining; i++) {
+    const output_tensor_grad = send_fwd_recv_bwd(stage.forward(input_tensor), tensor_shapes);
+    const input_tensor_grad = stage.backward(output_tensor_grad);
+    if (i === num_microbatches_remaining - 1) send_backward(input_tensor_grad);
+    else input_tensor = send_bwd_recv_fwd(input_tensor_grad, tensor_shapes);
   }
 
   // cool-down: the backwards of the warm-up micro-batches
-  for (let i = 0; i < numWarmup; i++) send_backward(stage.backward(recv_backward(tensorShape)));
+  for (let i = 0; i < num_warmup_microbatches; i++)
+    send_backward(stage.backward(recv_backward(tensor_shapes)));
   return stage.result();
 }

@@ -8,6 +8,7 @@
 import path from "node:path";
 import { ensureLaunched } from "@picotron/mpi-napi/launcher";
 import { measurePeakFlops, optim, setNumThreads } from "@picotron/tensor";
+import { loadConfig, loadTokenizer, paddedVocabSize } from "@picotron/transformers";
 import { parseArgs } from "./arguments.ts";
 import {
   latestCheckpoint,
@@ -16,7 +17,6 @@ import {
   saveCheckpoint,
   type TrainingState,
 } from "./checkpoint.ts";
-import { loadConfig } from "./config.ts";
 import { DataParallelBucket } from "./data_parallel.ts";
 import { MicroBatchDataLoader } from "./dataloader.ts";
 import { Llama, lossFn } from "./model.ts";
@@ -34,7 +34,6 @@ import {
   gradNormTensorParallel,
   numParametersTensorParallel,
 } from "./tensor_parallel.ts";
-import { loadTokenizer, paddedVocabSize } from "./tokenizer.ts";
 import { tracer } from "./trace.ts";
 import {
   averageLossAcrossDpCpRanks,
@@ -42,7 +41,7 @@ import {
   installStopHandler,
   MetricsLogger,
   print,
-  toReadableFormat,
+  to_readable_format,
 } from "./utils.ts";
 
 /** One optimizer step's forward/backward passes: grad_acc micro-batches, each loss scaled by 1/grad_acc. */
@@ -127,18 +126,21 @@ const dataloader = await MicroBatchDataLoader.create({
 });
 modelConfig.vocab_size = dataloader.vocab_size;
 
-// with pp > 1 each rank builds only its stage: its decoder layers, plus the embedding on the first stage and
-// the final norm and projection on the last (parameters keep the whole model's names)
-const model = grid.pp_world_size > 1 ? new PipelineParallel(modelConfig) : new Llama(modelConfig);
+// As in the tutorial: the whole model; each rank keeps its shard of every weight matrix (of the pretrained
+// weights too); with pp > 1, PipelineParallel keeps this rank's stage of it: its decoder layers, plus the
+// embedding on the first stage and the final norm and projection on the last.
+let model: Llama | PipelineParallel = new Llama(modelConfig);
 if (args.init_from_pretrained) loadPretrained(path.resolve(cwd, args.model_name), model);
-// each rank keeps its shard of every weight matrix (of the pretrained weights too)
-if (grid.tp_world_size > 1) apply_tensor_parallel(model);
+if (grid.tp_world_size > 1) model = apply_tensor_parallel(model);
+if (grid.pp_world_size > 1) model = new PipelineParallel(model, modelConfig);
+// the init is keyed by parameter name, and the stage keeps the whole model's names: drawing only the
+// stage's weights gives exactly the 1-rank model's
 if (!args.init_from_pretrained) model.initWeights(args.seed);
 model.train();
 // the whole model's count, as in the single-process run: the shards' over tp, the stages' summed over pp
 const numParams = sumOverStages("all_reduce_num_params", numParametersTensorParallel(model));
 // what travels between the stages: one micro-batch's activation, of this cp rank's positions
-const tensorShape = [args.micro_batch_size, dataloader.seq_len_per_rank, modelConfig.hidden_size];
+const tensor_shapes = [args.micro_batch_size, dataloader.seq_len_per_rank, modelConfig.hidden_size];
 // One optimizer step's forwards and backwards: the pipeline schedule on a stage, else the plain loop. With
 // several replicas, the wrapper's gradient hooks average the gradients (of this rank's shards) over the
 // cp x dp group, the ranks that hold the same shards of the same stage, bucket by bucket. A cp rank's
@@ -150,7 +152,7 @@ if (model instanceof PipelineParallel) {
   const stage =
     grid.cp_dp_world_size > 1 ? new DataParallelBucket(model, grid.cp_dp_group, args.bucket_cap_mb) : model;
   const trainStepPipeline = args.pp_engine === "1f1b" ? train_step_pipeline_1f1b : train_step_pipeline_afab;
-  runStep = () => trainStepPipeline(stage, dataloader, tensorShape);
+  runStep = () => trainStepPipeline(stage, dataloader, tensor_shapes);
 } else {
   const replica =
     grid.cp_dp_world_size > 1 ? new DataParallelBucket(model, grid.cp_dp_group, args.bucket_cap_mb) : model;
@@ -208,8 +210,8 @@ const metrics = isPrintRank
     )
   : null;
 print(
-  `${grid} | model: ${toReadableFormat(numParams)} parameters, vocab ${modelConfig.vocab_size} | tokenizer: ${dataloader.tokenizer.name} | ` +
-    `tokens per step: ${toReadableFormat(tokensPerStep)} | peak ${toReadableFormat(peakFlops)}FLOP/s per rank`,
+  `${grid} | model: ${to_readable_format(numParams)} parameters, vocab ${modelConfig.vocab_size} | tokenizer: ${dataloader.tokenizer.name} | ` +
+    `tokens per step: ${to_readable_format(tokensPerStep)} | peak ${to_readable_format(peakFlops)}FLOP/s per rank`,
   isPrintRank,
 );
 
@@ -264,9 +266,9 @@ while (trainedTokens < args.max_tokens) {
   const rss = process.memoryUsage.rss();
   print(
     `[rank ${grid.global_rank}] Step: ${step}, Loss: ${loss.toFixed(4)}, ` +
-      `Global batch size (with seq_len): ${toReadableFormat(tokensPerStep)}, ` +
-      `Tokens/s: ${toReadableFormat(tokensPerSecond)}, Tokens/s/rank: ${toReadableFormat(tokensPerSecondPerRank)}, ` +
-      `Tokens: ${toReadableFormat(trainedTokens)}/${toReadableFormat(args.max_tokens)}, ` +
+      `Global batch size (with seq_len): ${to_readable_format(tokensPerStep)}, ` +
+      `Tokens/s: ${to_readable_format(tokensPerSecond)}, Tokens/s/rank: ${to_readable_format(tokensPerSecondPerRank)}, ` +
+      `Tokens: ${to_readable_format(trainedTokens)}/${to_readable_format(args.max_tokens)}, ` +
       `Memory (RSS): ${(rss / 1e9).toFixed(2)}GB, MFU: ${mfu.toFixed(2)}%`,
     isPrintRank,
   );

@@ -13,6 +13,7 @@ import { isUnderMpi, jobSize } from "./env.ts";
 import { LineRelay } from "./output.ts";
 
 export { isUnderMpi, localRank, localWorldSize, threadsPerRank } from "./env.ts";
+export { agreeToStop, installStopHandler, type StopRequest } from "./stop.ts";
 
 export interface LaunchOptions {
   /** Ranks in the job: the product of the parallel sizes (dp x tp x pp x cp). */

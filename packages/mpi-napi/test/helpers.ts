@@ -4,6 +4,7 @@ import { mkdtempSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { plainEnv } from "../src/testing.ts";
 
 export const packageDir = dirname(dirname(fileURLToPath(import.meta.url)));
 
@@ -17,12 +18,7 @@ export function requireMpirun(): void {
   }
 }
 
-/** This environment without any sign of an MPI job (as if started from a shell). */
-export function plainEnv(): NodeJS.ProcessEnv {
-  return Object.fromEntries(
-    Object.entries(process.env).filter(([name]) => !name.startsWith("OMPI_") && !name.startsWith("PMIX_")),
-  );
-}
+export { plainEnv };
 
 export interface Outcome {
   code: number | null;

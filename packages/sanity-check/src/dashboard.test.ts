@@ -185,13 +185,21 @@ describe.skipIf(!hasChromium)("the dashboard in headless Chromium", () => {
     expect(await visibleSeries(page)).toEqual([3, 3]);
   });
 
-  it("shows which file and line are malformed instead of a blank page", async () => {
+  it("skips a malformed line with a warning naming file:line, and still shows every run", async () => {
     const bad = path.join(runsDir, "broken", "metrics.jsonl");
     fs.mkdirSync(path.dirname(bad), { recursive: true });
     fs.writeFileSync(bad, '{"step": 1, "loss": 5}\n{"step": 2, "loss": "x"}\n');
-    const response = await fetch(server.url);
-    expect(response.status).toBe(500);
-    expect(await response.text()).toContain(`${bad}:2: "loss" must be a number`);
+    const warnings: string[] = [];
+    const warn = console.warn;
+    console.warn = (m: string) => warnings.push(m);
+    try {
+      expect((await fetch(server.url)).status).toBe(200);
+      const data = (await (await fetch(`${server.url}data.json`)).json()) as { runs: { name: string }[] };
+      expect(data.runs.map((r) => r.name)).toEqual(["broken", "first", "sanity/tp2", "second"]);
+    } finally {
+      console.warn = warn;
+    }
+    expect(warnings).toContain(`skipped ${bad}:2: "loss" must be a number`);
     fs.rmSync(path.dirname(bad), { recursive: true });
     expect((await fetch(`${server.url}elsewhere`)).status).toBe(404);
   });

@@ -79,10 +79,25 @@ describe("findRuns", () => {
     expect(runs[1]!.config).toEqual({});
   });
 
-  it("says which config.json is broken and which directory is missing", () => {
+  it("says which config.json is broken (and still shows its run) and which directory is missing", () => {
     write("a/metrics.jsonl", `${line(1, 5)}\n`);
     const config = write("a/config.json", "{oops");
-    expect(() => findRuns(dir)).toThrow(`${config}: not valid JSON`);
+    const warnings: string[] = [];
+    const runs = findRuns(dir, (m) => warnings.push(m));
+    expect(runs.map((r) => [r.name, r.metrics.length])).toEqual([["a", 1]]);
+    expect(warnings).toEqual([expect.stringContaining(`skipped ${config}: not valid JSON`)]);
     expect(() => findRuns(path.join(dir, "missing"))).toThrow(/missing: no such directory/);
+  });
+
+  it("skips a corrupt line of one run with a warning naming file:line, and shows every run", () => {
+    const bad = write("a/metrics.jsonl", `${line(1, 5)}\n{"step": 2, "lo\n${line(3, 4)}\n`);
+    write("b/metrics.jsonl", `${line(1, 6)}\n${line(2, 5)}\n`);
+    const warnings: string[] = [];
+    const runs = findRuns(dir, (m) => warnings.push(m));
+    expect(runs.map((r) => [r.name, r.metrics.map((m) => m.step)])).toEqual([
+      ["a", [1, 3]],
+      ["b", [1, 2]],
+    ]);
+    expect(warnings).toEqual([expect.stringMatching(new RegExp(`^skipped ${bad}:2: not valid JSON`))]);
   });
 });

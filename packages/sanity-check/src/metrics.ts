@@ -33,6 +33,11 @@ export interface ReadOptions {
    * it. The sanity check reads finished runs and wants every line.
    */
   live?: boolean;
+  /**
+   * Skip a malformed line (or config.json) and report it here instead of failing: the dashboard shows
+   * every run although one line of one run is corrupt. Unset: the first malformed line is an error.
+   */
+  warn?: (message: string) => void;
 }
 
 /** Parses metrics.jsonl, naming the file and line of anything malformed. */
@@ -45,28 +50,37 @@ export function readMetrics(file: string, options: ReadOptions = {}): MetricsRow
   const rows: MetricsRow[] = [];
   lines.forEach((line, i) => {
     if (line.trim() === "") return;
-    const where = `${file}:${i + 1}`;
-    let obj: unknown;
     try {
-      obj = JSON.parse(line);
+      rows.push(parseRow(line, `${file}:${i + 1}`));
     } catch (err) {
-      throw new Error(`${where}: not valid JSON (${(err as Error).message})`);
+      if (!options.warn) throw err;
+      options.warn(`skipped ${(err as Error).message}`);
     }
-    if (typeof obj !== "object" || obj === null || Array.isArray(obj)) {
-      throw new Error(`${where}: expected a JSON object, got ${line.slice(0, 80)}`);
-    }
-    const rec = obj as Record<string, unknown>;
-    if (!Number.isInteger(rec.step)) throw new Error(`${where}: "step" must be an integer`);
-    if (typeof rec.loss !== "number") throw new Error(`${where}: "loss" must be a number`);
-    const row = { step: rec.step as number, loss: rec.loss } as MetricsRow;
-    for (const key of OPTIONAL) {
-      const v = rec[key] ?? null;
-      if (v !== null && typeof v !== "number") throw new Error(`${where}: "${key}" must be a number or null`);
-      row[key] = v;
-    }
-    rows.push(row);
   });
   return rows;
+}
+
+/** One line of metrics.jsonl; `where` (file:line) names it in errors. */
+function parseRow(line: string, where: string): MetricsRow {
+  let obj: unknown;
+  try {
+    obj = JSON.parse(line);
+  } catch (err) {
+    throw new Error(`${where}: not valid JSON (${(err as Error).message})`);
+  }
+  if (typeof obj !== "object" || obj === null || Array.isArray(obj)) {
+    throw new Error(`${where}: expected a JSON object, got ${line.slice(0, 80)}`);
+  }
+  const rec = obj as Record<string, unknown>;
+  if (!Number.isInteger(rec.step)) throw new Error(`${where}: "step" must be an integer`);
+  if (typeof rec.loss !== "number") throw new Error(`${where}: "loss" must be a number`);
+  const row = { step: rec.step as number, loss: rec.loss } as MetricsRow;
+  for (const key of OPTIONAL) {
+    const v = rec[key] ?? null;
+    if (v !== null && typeof v !== "number") throw new Error(`${where}: "${key}" must be a number or null`);
+    row[key] = v;
+  }
+  return row;
 }
 
 export interface Run {
@@ -83,7 +97,9 @@ export function readRun(dir: string, options: ReadOptions = {}): Run {
     try {
       config = JSON.parse(fs.readFileSync(configFile, "utf8"));
     } catch (err) {
-      throw new Error(`${configFile}: not valid JSON (${(err as Error).message})`);
+      const message = `${configFile}: not valid JSON (${(err as Error).message})`;
+      if (!options.warn) throw new Error(message);
+      options.warn(`skipped ${message}`);
     }
   }
   return { name: path.basename(dir), config, metrics: readMetrics(path.join(dir, "metrics.jsonl"), options) };
@@ -95,8 +111,9 @@ const MAX_DEPTH = 3;
 /**
  * Every run under `runsDir` (a folder holding metrics.jsonl), named by its path below it, so the sanity
  * check's runs show up as sanity/baseline, sanity/tp2, ... Read in live mode: runs may still be training.
+ * A malformed line is skipped and reported through `warn` (file:line and why): one bad line hides nothing.
  */
-export function findRuns(runsDir: string): Run[] {
+export function findRuns(runsDir: string, warn: (message: string) => void = console.warn): Run[] {
   if (!fs.existsSync(runsDir) || !fs.statSync(runsDir).isDirectory()) {
     throw new Error(`${runsDir}: no such directory (a train script writes its runs into --runs_dir)`);
   }
@@ -104,7 +121,10 @@ export function findRuns(runsDir: string): Run[] {
   const visit = (dir: string, depth: number) => {
     if (fs.existsSync(path.join(dir, "metrics.jsonl"))) {
       // a run being trained may be caught writing a line: live mode skips that partial line
-      runs.push({ ...readRun(dir, { live: true }), name: path.relative(runsDir, dir) || path.basename(dir) });
+      runs.push({
+        ...readRun(dir, { live: true, warn }),
+        name: path.relative(runsDir, dir) || path.basename(dir),
+      });
       return;
     }
     if (depth === MAX_DEPTH) return;

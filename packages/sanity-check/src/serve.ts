@@ -27,7 +27,7 @@ export function startServer(runsDir: string, port: number): Promise<DashboardSer
       const data = dashboardData(runsDir, findRuns(runsDir));
       body = route === "/data.json" ? JSON.stringify(data) : dashboardHtml(data);
     } catch (err) {
-      // a malformed metrics line: say which file and line instead of a blank page
+      // an unreadable runs folder: say why instead of a blank page (a malformed line is only skipped)
       res.writeHead(500, { "content-type": "text/plain; charset=utf-8" }).end(`${(err as Error).message}\n`);
       return;
     }

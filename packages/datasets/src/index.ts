@@ -1,0 +1,6 @@
+// @picotron/datasets: our stand-in for Hugging Face `datasets` (load_dataset, and dataset.map(...,
+// load_from_cache_file=True) for the tokenized tokens), plus the hub helpers that huggingface_hub gives Python.
+export { BUILTIN_CORPUS_SOURCE, builtinStories } from "./builtin_corpus.ts";
+export { DatasetError, loadDocuments } from "./datasets.ts";
+export { causeMessage, hubEndpoint, isNetworkError } from "./hub.ts";
+export { cacheDir, cacheFile, loadOrBuildTokens, type TokenCacheRequest } from "./token_cache.ts";
