@@ -65,10 +65,14 @@ describe("Llama", () => {
 
   it("rejects configs whose heads do not divide", () => {
     expect(() => new Llama({ ...tiny, num_attention_heads: 5 })).toThrow(
-      /not divisible by num_attention_heads 5/,
+      /not divisible by --num_attention_heads 5/,
     );
     expect(() => new Llama({ ...tiny, num_key_value_heads: 3 })).toThrow(
-      /not divisible by num_key_value_heads 3/,
+      /not divisible by --num_key_value_heads 3/,
+    );
+    // a model that cannot fit is refused before it is allocated, with the memory it needs
+    expect(() => new Llama({ ...tiny, hidden_size: 1_000_000 })).toThrow(
+      /the model needs \d+\.\d GB .* more than this machine's .* lower --hidden_size/,
     );
     expect(() => new Llama(tiny).forward(tensor(new Array(17).fill(1), [1, 17], "int32"))).toThrow(
       /exceeds max_position_embeddings 16/,

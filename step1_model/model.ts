@@ -1,6 +1,8 @@
 // The tutorial's Llama (step 1: model.py), on @picotron/tensor.
 // Embedding -> N x DecoderLayer [RMSNorm -> Attention (GQA, RoPE) -> residual -> RMSNorm -> SwiGLU MLP
 // -> residual] -> final RMSNorm -> final projection (not tied to the embedding).
+import os from "node:os";
+import { UsageError } from "@picotron/argparse";
 import { F, nn, Tensor } from "@picotron/tensor";
 import type { LlamaConfig } from "@picotron/transformers";
 
@@ -110,16 +112,14 @@ export class Llama extends nn.Module {
 
   constructor(readonly config: LlamaConfig) {
     super();
-    if (config.hidden_size % config.num_attention_heads !== 0) {
-      throw new RangeError(
-        `hidden_size ${config.hidden_size} is not divisible by num_attention_heads ${config.num_attention_heads}`,
+    const { hidden_size: h, num_attention_heads: heads, num_key_value_heads: kv_heads } = config;
+    if (h % heads !== 0)
+      throw new UsageError(`--hidden_size ${h} is not divisible by --num_attention_heads ${heads}`);
+    if (heads % kv_heads !== 0)
+      throw new UsageError(
+        `--num_attention_heads ${heads} is not divisible by --num_key_value_heads ${kv_heads}`,
       );
-    }
-    if (config.num_attention_heads % config.num_key_value_heads !== 0) {
-      throw new RangeError(
-        `num_attention_heads ${config.num_attention_heads} is not divisible by num_key_value_heads ${config.num_key_value_heads}`,
-      );
-    }
+    checkMemory(config);
     this.embedding = new nn.Embedding(config.vocab_size, config.hidden_size);
     this.decoder_layers = Array.from({ length: config.num_hidden_layers }, () => new DecoderLayer(config));
     this.final_norm = new nn.RMSNorm(config.hidden_size, config.rms_norm_eps);
@@ -137,6 +137,23 @@ export class Llama extends nn.Module {
     for (const layer of this.decoder_layers) x = layer.forward(x);
     return this.final_proj.forward(this.final_norm.forward(x)); // [batch, seq, vocab]
   }
+}
+
+/**
+ * Refuses a model that cannot fit before allocating it: 16 bytes a parameter (fp32 weights, gradients and
+ * AdamW's two moments) against this machine's memory, naming the flags that size it.
+ */
+function checkMemory(config: LlamaConfig): void {
+  const { hidden_size: h, intermediate_size: ffn, vocab_size: vocab, num_hidden_layers: layers } = config;
+  const kv = (h / config.num_attention_heads) * config.num_key_value_heads;
+  const per_layer = 2 * h * h + 2 * h * kv + 3 * h * ffn + 2 * h; // q, o; k, v; gate, up, down; 2 norms
+  const num_params = 2 * vocab * h + layers * per_layer + h;
+  const GB = (bytes: number) => `${(bytes / 1e9).toFixed(1)} GB`;
+  if (num_params * 16 > os.totalmem())
+    throw new UsageError(
+      `the model needs ${GB(num_params * 16)} (${num_params.toExponential(2)} parameters x 16 bytes), ` +
+        `more than this machine's ${GB(os.totalmem())}: lower --hidden_size, --intermediate_size or --num_hidden_layers`,
+    );
 }
 
 /** Mean cross-entropy of next-token prediction: logits [batch, seq, vocab], targets [batch, seq]. */

@@ -1,7 +1,8 @@
-// Small helpers shared by the step's scripts (the tutorial's utils.py).
+// Small helpers shared by the step's scripts (the tutorial's utils.py, the same file in every step).
 import { Generator, Tensor } from "@picotron/tensor";
+import type { LlamaConfig } from "@picotron/transformers";
 
-/** Prints only where asked (later steps pass is_print_rank for the rank that logs). */
+/** Prints only where asked (is_print_rank: the rank that logs). */
 export function print(message: string, is_print_rank = true): void {
   if (is_print_rank) console.log(message);
 }
@@ -26,4 +27,20 @@ export function randint(gen: Generator, high: number, shape: number[]): Tensor {
     Int32Array.from({ length: n }, () => gen.randint(high)),
     shape,
   );
+}
+
+/**
+ * Model FLOPs utilization (picotron's get_mfu): 6N + 12 L H S FLOPs per token (forward + backward),
+ * against the peak FLOP/s measured on this rank's threads. Returns a percentage.
+ */
+export function get_mfu(
+  tokens_per_second_per_rank: number,
+  num_params: number,
+  model_config: LlamaConfig,
+  seq_len: number,
+  peak_flops: number,
+): number {
+  const flops_per_token =
+    6 * num_params + 12 * model_config.num_hidden_layers * model_config.hidden_size * seq_len;
+  return ((tokens_per_second_per_rank * flops_per_token) / peak_flops) * 100;
 }

@@ -2,16 +2,21 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { MicroBatchDataLoader, numChunks, type DataLoaderOptions } from "./dataloader.ts";
+import { MicroBatchDataLoader, type DataLoaderOptions } from "./dataloader.ts";
 
 let dir: string;
+let initCwd: string | undefined;
 beforeAll(() => {
-  dir = fs.mkdtempSync(path.join(os.tmpdir(), "step3-dataloader-"));
+  dir = fs.mkdtempSync(path.join(os.tmpdir(), "dataloader-"));
   process.env.PICOTRON_CACHE_DIR = path.join(dir, "cache");
+  initCwd = process.env.INIT_CWD;
+  process.env.INIT_CWD = dir; // the user's folder: relative dataset names are resolved against it
   fs.writeFileSync(path.join(dir, "abc.txt"), "abcdefghijklmnopqrstuvwxyz");
 });
 afterAll(() => {
   delete process.env.PICOTRON_CACHE_DIR;
+  if (initCwd === undefined) delete process.env.INIT_CWD;
+  else process.env.INIT_CWD = initCwd;
   fs.rmSync(dir, { recursive: true, force: true });
 });
 
@@ -23,7 +28,6 @@ const base = (over: Partial<DataLoaderOptions> = {}): DataLoaderOptions => ({
   tokenizer_name: "bytes",
   model_name: "HuggingFaceTB/SmolLM-135M",
   max_tokens: 8,
-  cwd: dir,
   ...over,
 });
 
@@ -85,12 +89,5 @@ describe("MicroBatchDataLoader", () => {
     const second = await MicroBatchDataLoader.create(base({ dataset_name: "changing.txt" }));
     expect(rows(second.next().input_ids, 4)[0]).toEqual(bytes("9876"));
     expect(rows(first.next().input_ids, 4)[0]).toEqual(bytes("0123"));
-  });
-
-  it("numChunks counts the overlapping chunks that fit", () => {
-    expect(numChunks(4, 4)).toBe(0);
-    expect(numChunks(5, 4)).toBe(1);
-    expect(numChunks(8, 4)).toBe(1);
-    expect(numChunks(9, 4)).toBe(2);
   });
 });

@@ -1,5 +1,5 @@
 // End-to-end tests of the training loop, run as a user runs it: `node train.ts` with flags, in a scratch folder.
-import { spawn } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
@@ -15,7 +15,7 @@ if (!hasShakespeare) console.warn(`SKIPPED the tinyshakespeare run: ${SHAKESPEAR
 
 let dir: string;
 beforeAll(() => {
-  dir = fs.mkdtempSync(path.join(os.tmpdir(), "step3-train-"));
+  dir = fs.mkdtempSync(path.join(os.tmpdir(), "train-"));
   fs.writeFileSync(path.join(dir, "stories.txt"), "Once upon a time there was a little cat. ".repeat(400));
 });
 afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
@@ -96,12 +96,15 @@ describe("step 3 training loop", () => {
 
   it("Ctrl-C saves and stops, and resuming gives exactly the uninterrupted curve", async () => {
     const saveDir = path.join(dir, "ckpt-resume");
-    const full = losses("plain");
+    // 60 steps: however late this test reads the output, the Ctrl-C lands well before the end
+    const LONG = "--max_tokens=15360";
+    expect((await train([...TINY, LONG, "--run_name=plain60"])).status).toBe(0);
+    const full = losses("plain60");
     // first half: the package's own `train` script in a process group of its own, as a terminal runs it;
     // once it has logged a step, Ctrl-C (SIGINT to the whole group): it finishes that step, saves and exits
     const script = JSON.parse(fs.readFileSync(path.join(import.meta.dirname, "package.json"), "utf8")).scripts
       .train as string;
-    const flags = [...TINY, "--run_name=resumed", `--save_dir=${saveDir}`].join(" ");
+    const flags = [...TINY, LONG, "--run_name=resumed", `--save_dir=${saveDir}`].join(" ");
     const child = spawn("sh", ["-c", `${script} ${flags}`], {
       cwd: import.meta.dirname,
       env: env(),
@@ -120,12 +123,12 @@ describe("step 3 training loop", () => {
     child.stderr.on("data", (d: Buffer) => (err += d.toString()));
     // "close": the training process (which holds the pipes) has exited; the shell itself dies of the SIGINT
     await new Promise((resolve) => child.on("close", resolve));
-    expect(err).toMatch(/SIGINT: finishing the current step, then saving/);
+    expect(err).toMatch(/interrupted \(Ctrl-C\): finishing the current step, then saving/);
     const stoppedAt = Number(/stopped at step (\d+)/.exec(out)?.[1]);
     expect(stoppedAt).toBeGreaterThanOrEqual(2);
-    expect(stoppedAt).toBeLessThan(12);
+    expect(stoppedAt).toBeLessThan(60);
     // second half
-    const r = await train([...TINY, "--run_name=resumed", `--save_dir=${saveDir}`, "--resume"]);
+    const r = await train([...TINY, LONG, "--run_name=resumed", `--save_dir=${saveDir}`, "--resume"]);
     expect(r.status, r.stderr).toBe(0);
     expect(r.stdout).toMatch(new RegExp(`resumed from .*step_0*${stoppedAt} at step ${stoppedAt}`));
     expect(losses("resumed")).toEqual(full);
@@ -159,13 +162,97 @@ describe("step 3 training loop", () => {
       [["--max_tokens=100000000"], /Not enough tokens/],
       [["--num_attention_heads=3"], /not divisible/],
       [["--no_such_flag=1"], /Unknown argument/],
+      // a flag without its value is an error, never its default
+      [["--seq_len"], /seq_len/],
+      [["--max_tokens=100"], /--max_tokens 100 is less than one step's 256 tokens/],
+      [["--lr_scheduler=cosine", "--min_lr=0.1"], /--min_lr 0\.1 is above --learning_rate 0\.001/],
+      [["--seed=1.5"], /--seed must be an integer, got 1\.5/],
+      [["--seed=-7"], /--seed must be >= 0, got -7/],
+      // output folders are checked before the first step, not when the first save comes
+      [
+        ["--save_dir=stories.txt", "--save_frequency=10"],
+        /--save_dir .*stories\.txt: is a file, not a folder/,
+      ],
+      [["--runs_dir=stories.txt/runs"], /--runs_dir .*stories\.txt\/runs: not writable/],
+      [["--hidden_size=1000000"], /the model needs [\d.]+ GB .*machine.s [\d.]+ GB: lower --hidden_size/],
     ];
     for (const [flags, message] of cases) {
       const r = await train([...TINY, ...flags]);
-      expect(r.status, flags.join(" ")).not.toBe(0);
+      expect(r.status, flags.join(" ")).toBe(1);
       expect(r.stderr + r.stdout).toMatch(message);
       expect(r.stdout).not.toMatch(/Step: 1,/);
+      // one line (after any progress bar), no stack trace: the message is the user's, the trace is noise
+      expect(r.stderr.trim().split("\n").at(-1), r.stderr).toMatch(/^error: /);
+      expect(r.stderr, r.stderr).not.toMatch(/^\s+at /m);
     }
+  });
+
+  it("a read-only --save_dir or --runs_dir is refused before the first step (root: a read-only tmpfs)", async (ctx) => {
+    const ro = path.join(dir, "read-only");
+    fs.mkdirSync(ro, { recursive: true });
+    if (process.getuid?.() === 0) {
+      const m = spawnSync("mount", ["-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", ro]);
+      if (m.status !== 0) ctx.skip();
+    } else fs.chmodSync(ro, 0o555);
+    try {
+      for (const flag of ["--save_dir", "--runs_dir"]) {
+        const r = await train([...TINY, `${flag}=${path.join(ro, "out")}`]);
+        expect(r.status).toBe(1);
+        expect(r.stderr).toMatch(
+          new RegExp(`${flag} .*read-only/out: not writable \\((read-only file system|permission denied)\\)`),
+        );
+        expect(r.stdout).not.toMatch(/Step: 1,/);
+      }
+    } finally {
+      if (process.getuid?.() === 0) spawnSync("umount", [ro]);
+      else fs.chmodSync(ro, 0o755);
+    }
+  });
+
+  it("a diverging run stops before its optimizer step and any save; the checkpoints it kept are sane", async () => {
+    const saveDir = path.join(dir, "ckpt-diverge");
+    const r = await train([
+      ...TINY,
+      "--learning_rate=1e3",
+      "--max_grad_norm=0",
+      `--save_dir=${saveDir}`,
+      "--save_frequency=1",
+      "--run_name=diverge",
+    ]);
+    expect(r.status).toBe(1);
+    const stopped = Number(/step (\d+): .*the run diverged/.exec(r.stderr)?.[1]);
+    expect(stopped, r.stderr).toBeGreaterThan(1);
+    expect(r.stderr).toMatch(/try a lower --learning_rate/);
+    // every checkpoint kept is of a step before the divergence, whose loss was still sane
+    const saved = fs
+      .readdirSync(saveDir)
+      .filter((d) => d.startsWith("step_"))
+      .map((d) => Number(d.slice(5)));
+    expect(Math.max(...saved)).toBe(stopped - 1);
+    const first = losses("diverge")[0]!;
+    for (const l of losses("diverge")) expect(l).toBeLessThan(100 * first);
+  });
+
+  it("SIGKILL, then --resume: the metrics go on after the checkpoint, no step twice; resuming a finished run says so", async () => {
+    const saveDir = path.join(dir, "ckpt-killed");
+    const flags = [...TINY, "--run_name=killed", `--save_dir=${saveDir}`, "--save_frequency=3"];
+    const child = spawn(process.execPath, ["--import", "tsx", TRAIN, ...flags], {
+      cwd: import.meta.dirname,
+      env: env(),
+    });
+    let out = "";
+    child.stdout.on("data", (d: Buffer) => {
+      out += d.toString();
+      if (/Step: 7,/.test(out)) child.kill("SIGKILL"); // after step 6's checkpoint, before step 9's
+    });
+    await new Promise((resolve) => child.on("close", resolve));
+    const r = await train([...flags, "--resume"]);
+    expect(r.status, r.stderr).toBe(0);
+    expect(losses("killed")).toEqual(losses("plain")); // steps 1..12, each once, as the uninterrupted run
+    const again = await train([...flags, "--resume"]);
+    expect(again.status).toBe(0);
+    expect(again.stdout).toMatch(/resumed from .*step_000012 at step 12: the run is already complete/);
+    expect(again.stdout).not.toMatch(/Step: /);
   });
 
   it.skipIf(!hasShakespeare)(

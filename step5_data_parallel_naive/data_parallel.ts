@@ -1,20 +1,12 @@
-// Naive data parallelism (the tutorial's data_parallel.py, step 5): every dp rank holds a full replica of
-// the model and trains on its own share of the global batch; before the optimizer step, each parameter's
-// gradient is averaged over the dp group, so every replica takes the same step as the 1-rank run would
-// on the whole global batch, and the replicas stay identical.
-//
-// "Naive": one blocking all-reduce per parameter, fired from a gradient hook during the backward pass.
-// Many small messages, and the backward pass stops for each one (step 6 packs them into buckets and
-// overlaps the communication with the backward pass).
+// Naive data parallelism (the tutorial's data_parallel.py): every dp rank holds a replica of the model and
+// trains on its share of the global batch; each parameter's gradient is averaged over the dp group, so every
+// replica takes the 1-rank run's step. "Naive": one blocking all-reduce per parameter, from a gradient hook
+// during the backward pass (step 6 packs them into buckets that overlap the rest of the backward pass).
 import type { Comm } from "@picotron/mpi-napi";
 import type { nn, Tensor } from "@picotron/tensor";
 
 export class DataParallelNaive<M extends nn.Module & { forward(input: Tensor): Tensor }> {
-  /**
-   * Whether this backward pass averages the gradients. With gradient accumulation the loop sets it to true
-   * for the last micro-batch only: the earlier ones just accumulate locally, and one all-reduce per
-   * parameter per optimizer step suffices.
-   */
+  /** Whether this backward pass averages the gradients (with accumulation: the last micro-batch's only). */
   require_backward_grad_sync = true;
 
   constructor(

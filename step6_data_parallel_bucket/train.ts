@@ -1,21 +1,11 @@
-// Step 6: bucketed data parallelism. As in step 5, each of the --dp_size replicas trains on its share of
-// every global batch; DataParallelBucket keeps the gradients in flat buckets of --bucket_cap_mb and
-// all-reduces each bucket in the background as soon as the backward pass has filled it, so the
-// communication overlaps the rest of the backward pass; the loop waits for them before clipping and stepping.
-//   pnpm --filter step6 train -- --dp_size 2
+// Step 6: bucketed data parallelism: gradients all-reduced bucket by bucket, overlapping the backward pass.
 //   pnpm --filter step6 train -- --dp_size 2 --tp_size 2 --num_attention_heads 8 --num_key_value_heads 4 --bucket_cap_mb 5
-import path from "node:path";
-import { ensureLaunched } from "@picotron/mpi-napi/launcher";
+import { parse_args, UsageError } from "@picotron/argparse";
+import { checkpoint_args, CheckpointManager, loadPretrained } from "@picotron/checkpoint";
+import { agreeToStop, ensureLaunched, installStopHandler } from "@picotron/mpi-napi/launcher";
 import { measurePeakFlops, optim, setNumThreads } from "@picotron/tensor";
 import { loadConfig, loadTokenizer, paddedVocabSize } from "@picotron/transformers";
-import { parseArgs } from "./arguments.ts";
-import {
-  latestCheckpoint,
-  loadCheckpoint,
-  loadPretrained,
-  saveCheckpoint,
-  type TrainingState,
-} from "./checkpoint.ts";
+import * as wandb from "@picotron/wandb";
 import { DataParallelBucket } from "./data_parallel.ts";
 import { MicroBatchDataLoader } from "./dataloader.ts";
 import { Llama, lossFn } from "./model.ts";
@@ -27,71 +17,95 @@ import {
   gradNormTensorParallel,
   numParametersTensorParallel,
 } from "./tensor_parallel.ts";
-import {
-  averageLossAcrossDpRanks,
-  getMfu,
-  installStopHandler,
-  MetricsLogger,
-  print,
-  to_readable_format,
-} from "./utils.ts";
+import { get_mfu, print, to_readable_format } from "./utils.ts";
 
-/** One optimizer step's forward/backward passes: grad_acc micro-batches, each loss scaled by 1/grad_acc. */
-function trainStep(model: Llama | DataParallelBucket<Llama>, dataloader: MicroBatchDataLoader): number {
-  let accLoss = 0;
+/** Each rank's loss is the mean over its share of the batch: their average is the whole batch's loss. */
+function all_reduce_loss_across_dp_ranks(loss: number): number {
+  const reduced_loss = new Float64Array([loss]);
+  pgm.process_group_manager.dp_group.allreduce(reduced_loss, "avg");
+  return reduced_loss[0]!;
+}
+
+function train_step(model: Llama | DataParallelBucket<Llama>, dataloader: MicroBatchDataLoader): number {
+  let acc_loss = 0;
   for (let i = 0; i < dataloader.grad_acc_steps; i++) {
     const batch = dataloader.next();
-    // the earlier micro-batches only accumulate: the gradients are averaged once, in the last backward pass
-    if (model instanceof DataParallelBucket) {
+    // enable gradient synchronization for the last micro-batch only: the earlier ones just accumulate
+    if (model instanceof DataParallelBucket)
       model.require_backward_grad_sync = i === dataloader.grad_acc_steps - 1;
-    }
     const outputs = model.forward(batch.input_ids); // [batch, seq, vocab]
+    // each micro-batch's mean loss, scaled so that the accumulated gradient is the whole batch's mean
     const loss = lossFn(outputs, batch.target_ids).div(dataloader.grad_acc_steps);
     loss.backward();
-    accLoss += loss.item();
+    acc_loss += loss.item();
   }
   // the last buckets' all-reduces may still be in flight: clipping and the optimizer need the averages
   if (model instanceof DataParallelBucket) model.finishGradientSynchronization();
-  return accLoss;
+  return acc_loss;
 }
 
-const args = parseArgs(process.argv);
-const cwd = process.env.INIT_CWD ?? process.cwd(); // pnpm runs scripts in the package: paths are the user's
-const saveDir = args.save_dir ? path.resolve(cwd, args.save_dir) : null;
+const args = parse_args("Training script for LLaMA model", {
+  // Environment arguments
+  omp_num_threads: { type: "int", min: 1, help: "CPU threads per rank (default: cores / ranks)" },
+  // Model arguments
+  model_name: { type: "str", default: "HuggingFaceTB/SmolLM-135M", help: "preset/folder/hub id" },
+  num_hidden_layers: { type: "int", default: 2, min: 1 },
+  num_attention_heads: { type: "int", default: 9, min: 1 },
+  num_key_value_heads: { type: "int", default: 3, min: 1 },
+  hidden_size: { type: "int", min: 1, help: "override the preset's hidden size" },
+  intermediate_size: { type: "int", min: 1, help: "override the preset's MLP width" },
+  init_from_pretrained: { type: "bool", default: false, help: "load --model_name, a local HF Llama folder" },
+  // Dataset arguments
+  dataset_name: { type: "str", default: "builtin:stories", help: "builtin:stories, a file or a hub id" },
+  tokenizer_name: { type: "str", help: "bytes, a tokenizer.json folder, a hub id (default: the model's)" },
+  // Training arguments
+  seed: { type: "int", default: 42, min: 0 },
+  learning_rate: { type: "float", default: 1e-3, min: 0 },
+  ...optim.optimizer_args, // beyond the tutorial: --lr_scheduler, --warmup_steps, --min_lr, --weight_decay, --max_grad_norm
+  seq_len: { type: "int", default: 128, min: 1 },
+  micro_batch_size: { type: "int", default: 16, min: 1 },
+  gradient_accumulation_steps: { type: "int", default: 1, min: 1 },
+  max_tokens: { type: "int", default: 262144, min: 1 },
+  // Distributed training arguments
+  tp_size: { type: "int", default: 1, min: 1, help: "Tensor Parallel size" },
+  dp_size: { type: "int", default: 1, min: 1, help: "Data Parallel size" },
+  bucket_cap_mb: { type: "float", default: 25, above: 0, help: "size of a gradient bucket, in MiB" },
+  pp_size: { type: "int", default: 1, min: 1, help: "Pipeline Parallel size" },
+  pp_engine: { type: "str", default: "afab", choices: ["1f1b", "afab"] },
+  hostfile: { type: "path", help: "OpenMPI hostfile, to run on several machines" },
+  // Logging arguments
+  run_name: { type: "str", default: "default_run" },
+  runs_dir: { type: "path", default: "runs", writable: true, help: "metrics go to runs_dir/run_name" },
+  ...checkpoint_args, // --save_dir, --save_frequency, --resume
+});
 
-// Model config: preset, local directory or hub; the vocabulary comes from the tokenizer (padded)
-const modelConfig = await loadConfig(
-  args.init_from_pretrained ? path.resolve(cwd, args.model_name) : args.model_name,
-);
+const model_config = await loadConfig(args.model_name, { pretrained: args.init_from_pretrained });
 if (!args.init_from_pretrained) {
-  modelConfig.num_hidden_layers = args.num_hidden_layers;
-  modelConfig.num_attention_heads = args.num_attention_heads;
-  modelConfig.num_key_value_heads = args.num_key_value_heads;
-  if (args.hidden_size) modelConfig.hidden_size = args.hidden_size;
-  if (args.intermediate_size) modelConfig.intermediate_size = args.intermediate_size;
+  model_config.num_hidden_layers = args.num_hidden_layers;
+  model_config.num_attention_heads = args.num_attention_heads;
+  model_config.num_key_value_heads = args.num_key_value_heads;
+  model_config.hidden_size = args.hidden_size ?? model_config.hidden_size;
+  model_config.intermediate_size = args.intermediate_size ?? model_config.intermediate_size;
 }
-modelConfig.max_position_embeddings = Math.max(
+model_config.max_position_embeddings = Math.max(
   args.seq_len,
-  args.init_from_pretrained ? modelConfig.max_position_embeddings : 0,
+  args.init_from_pretrained ? model_config.max_position_embeddings : 0,
 );
 
-// Tensor parallelism splits the heads, KV heads, hidden size, ffn and the padded vocabulary across the
-// ranks: say which one --tp_size does not divide before launching anything.
+// Tensor parallelism splits the heads, KV heads, hidden size, ffn and the padded vocabulary: say which one
+// --tp_size does not divide before launching anything
 if (args.tp_size > 1) {
-  const tokenizer = await loadTokenizer(args.tokenizer_name, args.model_name, cwd);
-  checkTensorParallel({ ...modelConfig, vocab_size: paddedVocabSize(tokenizer.vocabSize) }, args.tp_size);
+  const vocab_size = paddedVocabSize((await loadTokenizer(args.tokenizer_name, args.model_name)).vocabSize);
+  checkTensorParallel({ ...model_config, vocab_size }, args.tp_size);
 }
 
 // Our torchrun: with more than one rank, re-run this script under mpirun (the parent waits there).
-await ensureLaunched({
-  worldSize: args.dp_size * args.pp_size * args.tp_size,
-  hostfile: args.hostfile && path.resolve(cwd, args.hostfile),
-});
+await ensureLaunched({ worldSize: args.dp_size * args.pp_size * args.tp_size, hostfile: args.hostfile });
 if (args.omp_num_threads) setNumThreads(args.omp_num_threads);
 
 setup_process_group_manager(args.dp_size, args.pp_size, args.tp_size);
 const grid = pgm.process_group_manager;
-const isPrintRank = grid.global_rank === 0;
+const is_print_rank = grid.global_rank === 0;
 
 const dataloader = await MicroBatchDataLoader.create({
   seq_len: args.seq_len,
@@ -103,146 +117,109 @@ const dataloader = await MicroBatchDataLoader.create({
   max_tokens: args.max_tokens,
   dp_size: grid.dp_world_size,
   dp_rank: grid.dp_rank,
-  cwd,
 });
-modelConfig.vocab_size = dataloader.vocab_size;
+model_config.vocab_size = dataloader.vocab_size; // the tokenizer's, padded
 
-const model = new Llama(modelConfig);
-if (args.init_from_pretrained) loadPretrained(path.resolve(cwd, args.model_name), model);
+let model = new Llama(model_config);
+if (args.init_from_pretrained) loadPretrained(args.model_name, model);
 // each rank keeps its shard of every weight matrix (of the pretrained weights too)
-if (grid.tp_world_size > 1) apply_tensor_parallel(model);
+if (grid.tp_world_size > 1) model = apply_tensor_parallel(model);
 if (!args.init_from_pretrained) model.initWeights(args.seed);
 model.train();
-const numParams = numParametersTensorParallel(model); // the whole model's, as in the single-process run
-// with several replicas, the wrapper's gradient hooks average the gradients (of this rank's shards) over
-// the dp group, the ranks that hold the same shards, bucket by bucket
-const dpModel =
+// with several replicas, gradient hooks average this rank's shards' gradients over the dp group
+const dp_model =
   grid.dp_world_size > 1 ? new DataParallelBucket(model, grid.dp_group, args.bucket_cap_mb) : model;
+const num_params = numParametersTensorParallel(model); // the whole model's, as in the single-process run
 
 const optimizer = new optim.AdamW(model.parameters(), {
   lr: args.learning_rate,
   weightDecay: args.weight_decay,
 });
-const tokensPerStep = dataloader.global_batch_size * args.seq_len;
-const totalSteps = Math.floor(args.max_tokens / tokensPerStep);
-const schedule =
-  args.lr_scheduler === "cosine"
-    ? optim.warmupCosineLR(
-        args.learning_rate,
-        Math.min(args.warmup_steps, totalSteps),
-        totalSteps,
-        args.min_lr,
-      )
-    : optim.constantLR(args.learning_rate);
+const tokens_per_step = dataloader.global_batch_size * args.seq_len;
+const total_steps = Math.floor(args.max_tokens / tokens_per_step);
+if (total_steps < 1)
+  throw new UsageError(`--max_tokens ${args.max_tokens} is less than one step's ${tokens_per_step} tokens`);
+const schedule = optim.lr_schedule(args, total_steps);
 
-// Resume: weights, optimizer moments, step, tokens and the dataloader's position
+// Checkpoints: a shard per (tp, pp) position, which its first dp replica writes (the replicas are equal)
+const shard = { name: `tp${grid.tp_rank}_pp${grid.pp_rank}`, writer: grid.dp_rank === 0 };
+const layout = [grid.dp_world_size, grid.pp_world_size, grid.tp_world_size];
 const fingerprint = {
-  model: modelConfig,
-  layout: [grid.dp_world_size, grid.pp_world_size, grid.tp_world_size],
+  model: model_config,
+  layout,
   seq_len: args.seq_len,
   global_batch_size: dataloader.global_batch_size,
 };
+const checkpoint_manager = CheckpointManager.fromArgs(args, grid.world_group, shard, fingerprint);
+let trained_token = 0;
 let step = 0;
-let trainedTokens = 0;
-if (args.resume && saveDir) {
-  const dir = latestCheckpoint(saveDir);
-  if (!dir) throw new Error(`--resume: no checkpoint in ${saveDir}`);
-  const state = loadCheckpoint(dir, grid, model, optimizer, fingerprint);
-  ({ step, trained_tokens: trainedTokens } = state);
+if (args.resume && checkpoint_manager) {
+  const { dir, state } = checkpoint_manager.load_checkpoint(model, optimizer);
+  ({ step, trained_tokens: trained_token } = state);
   dataloader.loadState(state.dataloader);
-  print(`resumed from ${dir} at step ${step}`, isPrintRank);
+  const complete = trained_token >= args.max_tokens ? ": the run is already complete (--max_tokens)" : "";
+  print(`resumed from ${dir} at step ${step}${complete}`, is_print_rank);
 }
-const checkpointState = (): TrainingState => ({
-  step,
-  trained_tokens: trainedTokens,
-  dataloader: dataloader.state(),
-  seed: args.seed,
-  fingerprint,
-});
 
-const peakFlops = measurePeakFlops();
-const metrics = isPrintRank
-  ? new MetricsLogger(
-      path.resolve(cwd, args.runs_dir),
-      args.run_name,
-      { ...args, layout: grid.toString(), num_params: numParams, peak_flops: peakFlops },
-      args.resume,
-    )
+const peak_flops = measurePeakFlops();
+const config = { ...args, layout: `${grid}`, num_params, peak_flops };
+const resumeStep = args.resume ? step : undefined; // a resumed run's metrics go on after its checkpoint
+const run = is_print_rank
+  ? wandb.init({ dir: args.runs_dir, name: args.run_name, config, resumeStep })
   : null;
 print(
-  `${grid} | model: ${to_readable_format(numParams)} parameters, vocab ${modelConfig.vocab_size} | tokenizer: ${dataloader.tokenizer.name} | ` +
-    `tokens per step: ${to_readable_format(tokensPerStep)} | peak ${to_readable_format(peakFlops)}FLOP/s per rank`,
-  isPrintRank,
+  `${grid} | model: ${to_readable_format(num_params)} parameters, vocab ${model_config.vocab_size} | tokenizer: ${dataloader.tokenizer.name} | tokens per step: ${to_readable_format(tokens_per_step)} | peak ${to_readable_format(peak_flops)}FLOP/s per rank`,
+  is_print_rank,
 );
 
-const stop = installStopHandler();
+const stop = installStopHandler(); // Ctrl-C: finish the step, save, stop
+const guard = new optim.DivergenceGuard();
 grid.world_group.barrier();
 
 // Training loop
-while (trainedTokens < args.max_tokens) {
-  const stepStart = performance.now();
+while (trained_token < args.max_tokens) {
+  const step_start_time = performance.now();
   optimizer.lr = schedule.lrAt(step);
   optimizer.zeroGrad(false); // in place: with dp, the gradients are views of the buckets
 
-  // each rank's loss is the mean over its share of the batch: their average is the whole batch's loss
-  const loss = averageLossAcrossDpRanks(trainStep(dpModel, dataloader), grid.dp_group);
+  const loss = all_reduce_loss_across_dp_ranks(train_step(dp_model, dataloader));
 
-  // the norm of the whole model's gradient: the shards' squares are summed over the tp ranks
-  const gradNorm =
-    args.max_grad_norm > 0
-      ? optim.clipGradNorm(model.parameters(), args.max_grad_norm, gradNormTensorParallel(model))
-      : NaN;
-  if (!Number.isFinite(loss)) {
-    throw new Error(
-      `loss is ${loss} at step ${step + 1}: stopping; the last good checkpoint is kept (lower --learning_rate?)`,
-    );
-  }
+  // clipped to --max_grad_norm (0: not clipped, still logged); a diverging run stops before the step
+  // the whole model's gradient norm: the shards' squares are summed over the tp ranks
+  const grad_norm = optim.clipGradNorm(
+    model.parameters(),
+    args.max_grad_norm || Infinity,
+    gradNormTensorParallel(model),
+  );
+  guard.check(step + 1, loss, grad_norm);
   optimizer.step();
 
-  const stepDuration = (performance.now() - stepStart) / 1e3;
-  trainedTokens += tokensPerStep;
+  const step_duration = (performance.now() - step_start_time) / 1e3;
+  trained_token += tokens_per_step;
   step += 1;
 
-  const tokensPerSecond = tokensPerStep / stepDuration;
-  const tokensPerSecondPerRank = tokensPerSecond / grid.world_size;
-  const mfu = getMfu(tokensPerSecondPerRank, numParams, modelConfig, args.seq_len, peakFlops);
-  const rss = process.memoryUsage.rss();
+  const tokens_per_s = tokens_per_step / step_duration;
+  const tokens_per_s_per_rank = tokens_per_s / grid.world_size;
+  const mfu = get_mfu(tokens_per_s_per_rank, num_params, model_config, args.seq_len, peak_flops);
+  const rss_bytes = process.memoryUsage.rss();
   print(
     `[rank ${grid.global_rank}] Step: ${step}, Loss: ${loss.toFixed(4)}, ` +
-      `Global batch size (with seq_len): ${to_readable_format(tokensPerStep)}, ` +
-      `Tokens/s: ${to_readable_format(tokensPerSecond)}, Tokens/s/rank: ${to_readable_format(tokensPerSecondPerRank)}, ` +
-      `Tokens: ${to_readable_format(trainedTokens)}/${to_readable_format(args.max_tokens)}, ` +
-      `Memory (RSS): ${(rss / 1e9).toFixed(2)}GB, MFU: ${mfu.toFixed(2)}%`,
-    isPrintRank,
+      `Global batch size (with seq_len): ${to_readable_format(tokens_per_step)}, ` +
+      `Tokens/s: ${to_readable_format(tokens_per_s)}, Tokens/s/rank: ${to_readable_format(tokens_per_s_per_rank)}, ` +
+      `Tokens: ${to_readable_format(trained_token)}/${to_readable_format(args.max_tokens)}, ` +
+      `Memory (RSS): ${(rss_bytes / 1e9).toFixed(2)}GB, MFU: ${mfu.toFixed(2)}%`,
+    is_print_rank,
   );
-  metrics?.log({
-    step,
-    loss,
-    lr: optimizer.lr,
-    trained_tokens: trainedTokens,
-    tokens_per_s: tokensPerSecond,
-    tokens_per_s_per_rank: tokensPerSecondPerRank,
-    mfu,
-    rss_bytes: rss,
-    grad_norm: gradNorm,
-    step_s: stepDuration,
-  });
+  const metrics = { step, loss, lr: optimizer.lr, grad_norm, step_s: step_duration, rss_bytes };
+  run?.log({ ...metrics, trained_tokens: trained_token, tokens_per_s, tokens_per_s_per_rank, mfu });
 
-  // let signal handlers run (the step itself is synchronous), then agree across ranks on stopping
-  await new Promise((resolve) => setImmediate(resolve));
-  const stopFlag = new Int32Array([stop.requested ? 1 : 0]);
-  grid.world_group.allreduce(stopFlag, "max");
-  const saveNow =
-    saveDir !== null &&
-    ((args.save_frequency > 0 && step % args.save_frequency === 0) ||
-      stopFlag[0] === 1 ||
-      trainedTokens >= args.max_tokens);
-  if (saveNow) {
-    const dir = saveCheckpoint(saveDir, grid, model, optimizer, checkpointState());
-    print(`saved checkpoint ${dir}`, isPrintRank);
+  const stopping = await agreeToStop(stop, grid.world_group); // a Ctrl-C on any rank stops them all
+  if (checkpoint_manager?.should_save(step, stopping || trained_token >= args.max_tokens)) {
+    const state = { step, trained_tokens: trained_token, dataloader: dataloader.state(), seed: args.seed };
+    print(`saved checkpoint ${checkpoint_manager.save_checkpoint(model, optimizer, state)}`, is_print_rank);
   }
-  if (stopFlag[0] === 1) {
-    print(`stopped at step ${step}${saveDir ? "" : " (no --save_dir: nothing saved)"}`, isPrintRank);
+  if (stopping) {
+    print(`stopped at step ${step}${args.save_dir ? "" : " (no --save_dir: nothing saved)"}`, is_print_rank);
     break;
   }
 }

@@ -1,260 +1,127 @@
-// Pipeline parallelism (the tutorial's pipeline_parallel.py): the decoder layers are cut into pp_size
-// contiguous stages, one per pp rank; the first stage also holds the embedding, the last the final norm,
-// the projection and the loss. A micro-batch's activation [mbs, seq, hidden] travels forward from stage
-// to stage, and its gradient travels back the same way, point to point (pp_communications.ts).
-//
-// All-forward-all-backward (AFAB, GPipe): every stage runs the forward of all grad_acc micro-batches, then
-// all their backwards. Simple, but each stage keeps the activations of every micro-batch until its backward,
-// and stage p idles while the work ramps up and down the pipeline (the "bubble", (pp - 1) / (m + pp - 1) of
-// the step for m micro-batches):
-//
+// Pipeline parallelism: the decoder layers are cut into pp_size stages, one per pp rank (the first also has the
+// embedding, the last the final norm, projection and loss). All-forward-all-backward: each stage runs all the
+// step's forwards, then all their backwards, holding all the activations; the bubble is (pp - 1) / (m + pp - 1):
 //   stage 0   F1 F2 F3 F4 .  .  .  .  .  .  B1 B2 B3 B4
 //   stage 1   .  F1 F2 F3 F4 .  .  .  .  B1 B2 B3 B4 .
 //   stage 2   .  .  F1 F2 F3 F4 .  .  B1 B2 B3 B4 .  .
 //   stage 3   .  .  .  F1 F2 F3 F4 B1 B2 B3 B4 .  .  .
-//
-// As in the tutorial, the whole model is built, apply_tensor_parallel splits its matrices, then
-// PipelineParallel keeps this stage's part of it; with dp > 1 DataParallelBucket wraps the stage: its
-// gradient hooks fire in the stage's backward as in step 6's, and the schedule lets only the step's last
-// backward average the gradients over the replicas.
+import { UsageError } from "@picotron/argparse";
+import { tracer } from "@picotron/profiler";
 import { nn, type Tensor } from "@picotron/tensor";
 import type { LlamaConfig } from "@picotron/transformers";
 import { DataParallelBucket } from "./data_parallel.ts";
 import type { MicroBatchDataLoader } from "./dataloader.ts";
-import { DecoderLayer, lossFn, type Llama } from "./model.ts";
+import { lossFn, type DecoderLayer, type Llama } from "./model.ts";
 import * as pgm from "./process_group_manager.ts";
-import { recv_backward, recv_forward, send_backward, send_forward } from "./pp_communications.ts";
-import { tracer } from "./trace.ts";
+import { pipeline_communicate } from "./pp_communications.ts";
 
-/**
- * The global indices of the decoder layers of stage `ppRank`: num_layers // pp each, and one more for the
- * first num_layers % pp stages (5 layers on 2 stages: [0, 1, 2] and [3, 4]).
- */
-export function distribute_layers(num_layers: number, ppSize: number, ppRank: number): number[] {
-  checkPipelineParallel(num_layers, ppSize);
-  const layersPerStage = (p: number) => Math.floor(num_layers / ppSize) + (p < num_layers % ppSize ? 1 : 0);
-  let start_layer = 0;
-  for (let p = 0; p < ppRank; p++) start_layer += layersPerStage(p);
-  return Array.from({ length: layersPerStage(ppRank) }, (_, i) => start_layer + i);
+/** Stage pp_rank's decoder layers: num_layers // pp each, one more on the first num_layers % pp stages. */
+export function distribute_layers(num_layers: number, pp_size: number, pp_rank: number): number[] {
+  if (pp_size > num_layers)
+    throw new UsageError(`--pp_size ${pp_size} > num_hidden_layers ${num_layers}: a stage without layers`);
+  const [layers, extra] = [Math.floor(num_layers / pp_size), num_layers % pp_size];
+  const start_layer = pp_rank * layers + Math.min(pp_rank, extra);
+  return Array.from({ length: layers + (pp_rank < extra ? 1 : 0) }, (_, i) => start_layer + i);
 }
 
-/** Throws when some stage would get no decoder layer (checked before launching anything). */
-export function checkPipelineParallel(numLayers: number, ppSize: number): void {
-  if (ppSize > numLayers) {
-    throw new RangeError(
-      `pipeline parallelism needs at least one decoder layer per stage: --pp_size ${ppSize} > num_hidden_layers ${numLayers}`,
-    );
-  }
-}
+class ModuleDict extends nn.Module {}
 
-/**
- * The tutorial's nn.ModuleDict({str(i): model.decoder_layers[i]}): this stage's decoder layers keyed by
- * their global index, so their parameters keep the whole model's names (decoder_layers.4.attention.q_proj.weight):
- * the deterministic init, keyed by name, gives every stage exactly the 1-rank model's weights, and
- * checkpoints keep picotron's names. Iterating yields the layers in order.
- */
-export class StageLayers extends nn.Module {
-  [index: number]: DecoderLayer;
-
-  constructor(decoderLayers: readonly DecoderLayer[], indices: readonly number[]) {
-    super();
-    for (const i of indices) this[i] = decoderLayers[i]!;
-  }
-
-  *[Symbol.iterator](): Iterator<DecoderLayer> {
-    // integer keys enumerate in ascending order
-    for (const value of Object.values(this)) if (value instanceof DecoderLayer) yield value;
-  }
-}
-
-/**
- * One pipeline stage, cut out of the whole model as in the tutorial: it keeps this stage's decoder layers,
- * the embedding on the first stage and the final norm and projection on the last; the other stages' modules
- * are dropped with the whole model. Built after apply_tensor_parallel, it keeps the parallel layers.
- */
 export class PipelineParallel extends nn.Module {
   readonly layer_distribution: number[];
-  embedding: Llama["embedding"] | null;
-  decoder_layers: StageLayers;
+  embedding: Llama["embedding"] | null; // null: the Python's nn.Identity()
+  decoder_layers: ModuleDict & Record<number, DecoderLayer>;
   final_norm: Llama["final_norm"] | null;
   final_proj: Llama["final_proj"] | null;
 
-  constructor(
-    model: Llama,
-    readonly config: LlamaConfig,
-  ) {
+  constructor(model: Llama, config: LlamaConfig) {
     super();
-    const { pp_rank, pp_world_size, pp_is_first_stage, pp_is_last_stage } = pgm.process_group_manager;
+    const { pp_world_size, pp_rank, pp_is_first_stage, pp_is_last_stage } = pgm.process_group_manager;
     this.layer_distribution = distribute_layers(config.num_hidden_layers, pp_world_size, pp_rank);
     this.embedding = pp_is_first_stage ? model.embedding : null;
-    this.decoder_layers = new StageLayers(model.decoder_layers, this.layer_distribution);
+    // nn.ModuleDict: the layers keep their names (decoder_layers.4.mlp...), so the init is the 1-rank model's
+    const layers = Object.fromEntries(this.layer_distribution.map((i) => [i, model.decoder_layers[i]!]));
+    this.decoder_layers = Object.assign(new ModuleDict(), layers);
     this.final_norm = pp_is_last_stage ? model.final_norm : null;
     this.final_proj = pp_is_last_stage ? model.final_proj : null;
   }
 
-  /**
-   * First stage: input_ids [mbs, seq] int32; other stages: the previous stage's activation [mbs, seq, hidden].
-   * Returns the activation [mbs, seq, hidden] for the next stage, or the logits [mbs, seq, vocab] on the last.
-   */
+  /** x: input_ids [mbs, seq] on the first stage, else the previous stage's activation [mbs, seq, hidden]. */
   forward(x: Tensor): Tensor {
-    if (x.shape[1]! > this.config.max_position_embeddings) {
-      throw new RangeError(
-        `sequence length ${x.shape[1]} exceeds max_position_embeddings ${this.config.max_position_embeddings}`,
-      );
-    }
-    if (this.embedding) x = this.embedding.forward(x); // [mbs, seq, hidden]
-    for (const layer of this.decoder_layers) x = layer.forward(x); // [mbs, seq, hidden]
-    if (this.final_norm && this.final_proj) x = this.final_proj.forward(this.final_norm.forward(x)); // [mbs, seq, vocab]
-    return x;
+    if (this.embedding) x = this.embedding.forward(x);
+    for (const i of this.layer_distribution) x = this.decoder_layers[i]!.forward(x);
+    if (this.final_norm) x = this.final_norm.forward(x);
+    return this.final_proj ? this.final_proj.forward(x) : x; // the logits [mbs, seq, vocab] on the last stage
   }
 
-  /**
-   * Backpropagates one micro-batch through this stage: `output_tensor` is the stage's output (the loss on the
-   * last stage, whose gradient is 1), `output_tensor_grad` the gradient the next stage sent back. Returns the gradient of
-   * the received activation, for the previous stage (null on the first stage, whose input is token ids).
-   */
-  backward(
-    input_tensor: Tensor | null,
-    output_tensor: Tensor,
-    output_tensor_grad: Tensor | null,
-  ): Tensor | null {
+  /** output_tensor_grad is null on the last stage, whose output is the loss (its gradient: 1). */
+  backward(input_tensor: Tensor | null, output_tensor: Tensor, output_tensor_grad: Tensor | null) {
     output_tensor.backward(output_tensor_grad ?? undefined);
-    if (!input_tensor) return null;
-    if (!input_tensor.grad)
-      throw new Error("pipeline backward: the stage's output_tensor does not depend on its input_tensor");
-    return input_tensor.grad;
+    return input_tensor ? input_tensor.grad : null; // a received activation is a leaf: it keeps its grad
   }
 }
 
-// ---- Activation memory ----
+/** The stage, wrapped by DataParallelBucket when dp > 1; what a schedule needs of the dataloader. */
+export type PipelineModel = PipelineParallel | DataParallelBucket<PipelineParallel>;
+export type MicroBatches = Pick<MicroBatchDataLoader, "next" | "grad_acc_steps">;
 
-/**
- * Bytes of activations one micro-batch keeps alive until its backward: every distinct buffer reachable from
- * its output through the autograd graph (op outputs, the received activation), parameters excluded. Buffers
- * an op keeps privately inside its backward closure (attention's probabilities) are invisible here, so this
- * is a lower bound, computed the same way for every schedule.
- */
-export function activationBytes(output: Tensor): number {
-  const seen = new Set<Tensor>();
-  const buffers = new Set<Tensor["storage"]>(); // views share their base tensor's storage
-  const stack = [output];
-  while (stack.length > 0) {
+// For the metrics (what 1F1B lowers): the most activation bytes the stage held in the last step. A micro-batch
+// holds until its backward the buffers its output's graph reaches (parameters excluded; an op's private
+// saved buffers are not seen: a lower bound); all have the same shapes: n in flight hold n times one's.
+export let peak_activation_bytes = 0;
+function count_activations(output_tensors: Tensor[]): void {
+  const storages = new Set<Tensor["storage"]>(); // views share their base's
+  for (const seen = new Set<Tensor>(), stack = [output_tensors.at(-1)!]; stack.length > 0;) {
     const t = stack.pop()!;
     if (seen.has(t)) continue;
     seen.add(t);
-    if (!(t instanceof nn.Parameter)) buffers.add(t.storage);
+    if (!(t instanceof nn.Parameter)) storages.add(t.storage);
     for (const input of t.gradFn?.inputs ?? []) if (input) stack.push(input);
   }
-  let bytes = 0;
-  for (const b of buffers) bytes += b.byteLength;
-  return bytes;
+  const bytes = [...storages].reduce((n, s) => n + s.byteLength, 0);
+  peak_activation_bytes = Math.max(peak_activation_bytes, output_tensors.length * bytes);
 }
 
-// ---- The schedule ----
-
-/** What a schedule needs of the MicroBatchDataLoader. */
-export type MicroBatches = Pick<MicroBatchDataLoader, "next" | "grad_acc_steps">;
-
-export interface PipelineStepResult {
-  /** Sum over the micro-batches of loss / grad_acc on the last stage; 0 on the other stages. */
-  loss: number;
-  /** Peak live activation bytes on this stage during the step (see activationBytes). */
-  peak_activation_bytes: number;
-}
-
-/** A stage, or with dp > 1 the stage wrapped by DataParallelBucket. */
-export type PipelineModel = PipelineParallel | DataParallelBucket<PipelineParallel>;
-
-/** A micro-batch between its forward and its backward on this stage. */
-interface InFlight {
-  input: Tensor | null;
-  output: Tensor;
-  bytes: number;
-}
-
-/**
- * This stage's forwards and backwards for one step; a schedule decides their order. A forward's micro-batch
- * stays in flight, its activations held, until its backward; backwards go oldest first. Counts the live
- * activation bytes and their peak, and sums the loss.
- */
-class StageRunner {
-  private readonly inFlight: InFlight[] = [];
-  private forwards = 0;
-  private backwards = 0;
-  private liveBytes = 0;
-  private peakBytes = 0;
-  private loss = 0;
-
-  constructor(
-    private readonly model: PipelineModel,
-    private readonly data_loader: MicroBatches,
-  ) {}
-
-  /**
-   * The next micro-batch's forward on this stage. Every stage draws the batch, so the loaders stay in step;
-   * the first stage reads its input_ids, the last its target_ids and returns the loss (divided by grad_acc
-   * as in the single-process loop, so the gradients are the same).
-   */
-  forward(input_tensor: Tensor | null): Tensor {
-    const batch = this.data_loader.next();
-    const isLast = pgm.process_group_manager.pp_is_last_stage;
-    const output = tracer.span(
-      "forward",
-      "forward",
-      () => {
-        const out = this.model.forward(input_tensor ?? batch.input_ids); // [mbs, seq, hidden] or logits [mbs, seq, vocab]
-        return isLast ? lossFn(out, batch.target_ids).div(this.data_loader.grad_acc_steps) : out;
-      },
-      { microbatch: this.forwards++ },
-    );
-    if (isLast) this.loss += output.item();
-    const bytes = activationBytes(output);
-    this.liveBytes += bytes;
-    this.peakBytes = Math.max(this.peakBytes, this.liveBytes);
-    this.inFlight.push({ input: input_tensor, output, bytes });
-    return output;
-  }
-
-  /** The oldest in-flight micro-batch's backward, given its output's gradient; returns its input's. */
-  backward(output_tensor_grad: Tensor | null): Tensor | null {
-    const f = this.inFlight.shift();
-    if (!f) throw new Error("pipeline schedule: a backward without a micro-batch in flight");
-    const { model } = this;
-    // the earlier micro-batches only accumulate: the gradients are averaged once, in the last backward pass
-    if (model instanceof DataParallelBucket) {
-      model.require_backward_grad_sync = this.backwards === this.data_loader.grad_acc_steps - 1;
-    }
-    const stage = model instanceof DataParallelBucket ? model.module : model;
-    const input_tensor_grad = tracer.span(
-      "backward",
-      "backward",
-      () => stage.backward(f.input, f.output, output_tensor_grad),
-      { microbatch: this.backwards++ },
-    );
-    this.liveBytes -= f.bytes; // the graph, and its activations, are freed
-    return input_tensor_grad;
-  }
-
-  /** Ends the step: waits for the gradient buckets' all-reduces still in flight (dp > 1). */
-  result(): PipelineStepResult {
-    const { model } = this;
-    if (model instanceof DataParallelBucket) {
-      tracer.span("gradient_sync", "all-reduce", () => model.finishGradientSynchronization());
-    }
-    return { loss: this.loss, peak_activation_bytes: this.peakBytes };
-  }
-}
-
-/** All forwards, then all backwards, over the step's grad_acc micro-batches. */
+/** All forwards, then all backwards. Returns the step's loss on the last stage, 0 on the others. */
 export function train_step_pipeline_afab(
   model: PipelineModel,
   data_loader: MicroBatches,
   tensor_shapes: readonly number[], // [mbs, seq, hidden]
-): PipelineStepResult {
-  const stage = new StageRunner(model, data_loader);
-  for (let i = 0; i < data_loader.grad_acc_steps; i++)
-    send_forward(stage.forward(recv_forward(tensor_shapes)));
-  for (let i = 0; i < data_loader.grad_acc_steps; i++)
-    send_backward(stage.backward(recv_backward(tensor_shapes)));
-  return stage.result();
+): number {
+  let logging_loss = 0;
+  const input_tensors: (Tensor | null)[] = [];
+  const output_tensors: Tensor[] = [];
+  const stage = model instanceof DataParallelBucket ? model.module : model; // ours has no backward()
+  peak_activation_bytes = 0;
+
+  // === All Forward Pass Phase ===
+  for (let i = 0; i < data_loader.grad_acc_steps; i++) {
+    const input_tensor = pipeline_communicate("recv_forward", { shapes: tensor_shapes });
+    const batch = data_loader.next();
+    const forward = () => model.forward(input_tensor ?? batch.input_ids);
+    let output_tensor = tracer.span("forward", "forward", forward, { microbatch: i });
+    pipeline_communicate("send_forward", { tensor: output_tensor });
+    // calculate loss on the last stage (divided as the 1-rank loop's, so are the gradients)
+    if (pgm.process_group_manager.pp_is_last_stage) {
+      output_tensor = lossFn(output_tensor, batch.target_ids).div(data_loader.grad_acc_steps);
+      logging_loss += output_tensor.item();
+    }
+    input_tensors.push(input_tensor);
+    output_tensors.push(output_tensor);
+    count_activations(output_tensors);
+  }
+
+  // === All Backward Pass Phase ===
+  for (let i = 0; i < data_loader.grad_acc_steps; i++) {
+    if (model instanceof DataParallelBucket)
+      model.require_backward_grad_sync = i === data_loader.grad_acc_steps - 1;
+    const output_tensor_grad = pipeline_communicate("recv_backward", { shapes: tensor_shapes });
+    const [input_tensor, output_tensor] = [input_tensors.shift() ?? null, output_tensors.shift()!];
+    const backward = () => stage.backward(input_tensor, output_tensor, output_tensor_grad);
+    const input_tensor_grad = tracer.span("backward", "backward", backward, { microbatch: i });
+    pipeline_communicate("send_backward", { tensor: input_tensor_grad });
+  }
+  // the last buckets' all-reduces may still be in flight: clipping and the optimizer need the averages
+  if (model instanceof DataParallelBucket)
+    tracer.span("gradient_sync", "all-reduce", () => model.finishGradientSynchronization());
+  return logging_loss;
 }

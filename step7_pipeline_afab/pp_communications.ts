@@ -1,47 +1,30 @@
-// Point-to-point communication between neighbouring pipeline stages (the tutorial's pipeline_communicate).
-// Stage p talks to the same (dp, tp) coordinates at pp rank p +- 1 (pp_prev_rank / pp_next_rank are world
-// ranks). Activations [mbs, seq, hidden] flow forward and their gradients backward; each direction has its
-// own tag. The first stage receives nothing from before it, the last sends nothing after it.
+// PP communications: point to point with the neighbouring stages (pp_prev_rank / pp_next_rank, world ranks);
+// activations [mbs, seq, hidden] go forward, their gradients back, each direction with its own tag.
+import { tracer } from "@picotron/profiler";
 import { numelOf, Tensor } from "@picotron/tensor";
 import * as pgm from "./process_group_manager.ts";
-import { tracer } from "./trace.ts";
 
-const FORWARD_TAG = 1;
-const BACKWARD_TAG = 2;
+const TAGS = { forward: 1, backward: 2 };
 
-/** The previous stage's activation (shape [mbs, seq, hidden]) as a leaf that collects its gradient; null on the first stage. */
-export function recv_forward(shapes: readonly number[]): Tensor | null {
-  const { pp_prev_rank: prev, world_group } = pgm.process_group_manager;
-  if (prev === null) return null;
-  const buf = new Float32Array(numelOf(shapes));
-  tracer.span("recv_forward", "p2p", () => world_group.recv(buf, prev, FORWARD_TAG));
-  return new Tensor(buf, shapes).requiresGrad_();
-}
-
-/** Sends this stage's activation to the next stage (nothing on the last stage). */
-export function send_forward(tensor: Tensor): void {
-  const { pp_next_rank: next, world_group } = pgm.process_group_manager;
-  if (next === null) return;
-  tracer.span("send_forward", "p2p", () =>
-    world_group.send(tensor.values() as Float32Array, next, FORWARD_TAG),
-  );
-}
-
-/** The gradient of this stage's tensor (shape [mbs, seq, hidden]) from the next stage; null on the last stage. */
-export function recv_backward(shapes: readonly number[]): Tensor | null {
-  const { pp_next_rank: next, world_group } = pgm.process_group_manager;
-  if (next === null) return null;
-  const buf = new Float32Array(numelOf(shapes));
-  tracer.span("recv_backward", "p2p", () => world_group.recv(buf, next, BACKWARD_TAG));
-  return new Tensor(buf, shapes);
-}
-
-/** Sends the gradient of this stage's input back to the previous stage (nothing on the first stage). */
-export function send_backward(tensor: Tensor | null): void {
-  const { pp_prev_rank: prev, world_group } = pgm.process_group_manager;
-  if (prev === null) return;
-  if (!tensor) throw new Error("send_backward: no input gradient to send to the previous stage");
-  tracer.span("send_backward", "p2p", () =>
-    world_group.send(tensor.values() as Float32Array, prev, BACKWARD_TAG),
-  );
+/** Receives a tensor of `shapes` (returned), or sends `tensor`; null when the stage has no such neighbour. */
+export function pipeline_communicate(
+  operation: "recv_forward" | "send_forward" | "recv_backward" | "send_backward",
+  { tensor = null, shapes = [] }: { tensor?: Tensor | null; shapes?: readonly number[] },
+): Tensor | null {
+  const { pp_prev_rank, pp_next_rank, world_group } = pgm.process_group_manager;
+  const is_send = operation.startsWith("send");
+  const direction = operation.endsWith("forward") ? "forward" : "backward";
+  // forward: from the previous stage to the next one; backward: the other way
+  const peer_rank = is_send === (direction === "forward") ? pp_next_rank : pp_prev_rank;
+  if (peer_rank === null) return null;
+  if (is_send) {
+    if (!tensor) throw new Error(`${operation}: nothing to send to rank ${peer_rank}`);
+    const data = tensor.values() as Float32Array;
+    tracer.span(operation, "p2p", () => world_group.send(data, peer_rank, TAGS[direction]));
+    return null;
+  }
+  const data = new Float32Array(numelOf(shapes));
+  tracer.span(operation, "p2p", () => world_group.recv(data, peer_rank, TAGS[direction]));
+  // a received activation is a leaf that collects its gradient, for send_backward
+  return direction === "forward" ? new Tensor(data, shapes).requiresGrad_() : new Tensor(data, shapes);
 }

@@ -14,11 +14,7 @@ import { type Comm, type Request, waitAll } from "@picotron/mpi-napi";
 import { type nn, Tensor } from "@picotron/tensor";
 
 export class DataParallelNaive<M extends nn.Module & { forward(input: Tensor): Tensor }> {
-  /**
-   * Whether this backward pass averages the gradients. With gradient accumulation the loop sets it to true
-   * for the last micro-batch only: the earlier ones just accumulate locally, and one all-reduce per
-   * parameter per optimizer step suffices.
-   */
+  /** Whether this backward pass averages the gradients (with accumulation: the last micro-batch's only). */
   require_backward_grad_sync = true;
 
   constructor(

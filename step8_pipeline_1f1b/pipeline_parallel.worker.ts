@@ -5,9 +5,9 @@
 import { ensureLaunched } from "@picotron/mpi-napi/launcher";
 import { optim, Tensor } from "@picotron/tensor";
 import { PRESETS } from "@picotron/transformers";
-import type { Batch } from "./dataloader.ts";
 import { Llama, lossFn } from "./model.ts";
 import {
+  peak_activation_bytes,
   PipelineParallel,
   train_step_pipeline_1f1b,
   train_step_pipeline_afab,
@@ -25,7 +25,7 @@ const SEQ = 16;
 const SEED = 3;
 
 /** Deterministic token ids for (step, micro-batch), the same on every rank. */
-function batch(step: number, microbatch: number): Batch {
+function batch(step: number, microbatch: number): ReturnType<MicroBatches["next"]> {
   const ids = (salt: number) =>
     new Tensor(
       Int32Array.from({ length: MBS * SEQ }, (_, i) => (i * 7 + step * 13 + microbatch * 29 + salt) % 64),
@@ -64,7 +64,7 @@ function compare(engine: keyof typeof ENGINES, layers: number, gradAcc: number) 
     refOptimizer.zeroGrad();
     const result = ENGINES[engine](stage, loader(step, gradAcc), [MBS, SEQ, config.hidden_size]);
     // the loss lives on the last stage: the others contribute 0 to the sum
-    const loss = new Float64Array([result.loss]);
+    const loss = new Float64Array([result]);
     grid.pp_group.allreduce(loss, "sum");
 
     let refLoss = 0;
@@ -85,7 +85,7 @@ function compare(engine: keyof typeof ENGINES, layers: number, gradAcc: number) 
         maxGrad = Math.max(maxGrad, Math.abs(want[i]!));
       }
     }
-    steps.push({ loss: loss[0], refLoss, maxGradDiff, maxGrad, peak: result.peak_activation_bytes });
+    steps.push({ loss: loss[0], refLoss, maxGradDiff, maxGrad, peak: peak_activation_bytes });
     optimizer.step();
     refOptimizer.step();
   }

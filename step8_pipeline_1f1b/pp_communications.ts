@@ -1,82 +1,59 @@
-// Point-to-point communication between neighbouring pipeline stages (the tutorial's pipeline_communicate).
-// Stage p talks to the same (dp, tp) coordinates at pp rank p +- 1 (pp_prev_rank / pp_next_rank are world
-// ranks). Activations [mbs, seq, hidden] flow forward and their gradients backward; each direction has its
-// own tag. The first stage receives nothing from before it, the last sends nothing after it.
+// PP communications: point to point with the neighbouring stages (pp_prev_rank / pp_next_rank, world ranks);
+// activations [mbs, seq, hidden] go forward, their gradients back, each direction with its own tag.
 import { waitAll } from "@picotron/mpi-napi";
+import { tracer } from "@picotron/profiler";
 import { numelOf, Tensor } from "@picotron/tensor";
 import * as pgm from "./process_group_manager.ts";
-import { tracer } from "./trace.ts";
 
-const FORWARD_TAG = 1;
-const BACKWARD_TAG = 2;
+const TAGS = { forward: 1, backward: 2 };
 
-/** The previous stage's activation (shape [mbs, seq, hidden]) as a leaf that collects its gradient; null on the first stage. */
-export function recv_forward(shapes: readonly number[]): Tensor | null {
-  const { pp_prev_rank: prev, world_group } = pgm.process_group_manager;
-  if (prev === null) return null;
-  const buf = new Float32Array(numelOf(shapes));
-  tracer.span("recv_forward", "p2p", () => world_group.recv(buf, prev, FORWARD_TAG));
-  return new Tensor(buf, shapes).requiresGrad_();
+/** Receives a tensor of `shapes` (returned), or sends `tensor`; null when the stage has no such neighbour. */
+export function pipeline_communicate(
+  operation: "recv_forward" | "send_forward" | "recv_backward" | "send_backward",
+  { tensor = null, shapes = [] }: { tensor?: Tensor | null; shapes?: readonly number[] },
+): Tensor | null {
+  const { pp_prev_rank, pp_next_rank, world_group } = pgm.process_group_manager;
+  const is_send = operation.startsWith("send");
+  const direction = operation.endsWith("forward") ? "forward" : "backward";
+  // forward: from the previous stage to the next one; backward: the other way
+  const peer_rank = is_send === (direction === "forward") ? pp_next_rank : pp_prev_rank;
+  if (peer_rank === null) return null;
+  if (is_send) {
+    if (!tensor) throw new Error(`${operation}: nothing to send to rank ${peer_rank}`);
+    const data = tensor.values() as Float32Array;
+    tracer.span(operation, "p2p", () => world_group.send(data, peer_rank, TAGS[direction]));
+    return null;
+  }
+  const data = new Float32Array(numelOf(shapes));
+  tracer.span(operation, "p2p", () => world_group.recv(data, peer_rank, TAGS[direction]));
+  // a received activation is a leaf that collects its gradient, for send_backward
+  return direction === "forward" ? new Tensor(data, shapes).requiresGrad_() : new Tensor(data, shapes);
 }
 
-/** Sends this stage's activation to the next stage (nothing on the last stage). */
-export function send_forward(tensor: Tensor): void {
-  const { pp_next_rank: next, world_group } = pgm.process_group_manager;
-  if (next === null) return;
-  tracer.span("send_forward", "p2p", () =>
-    world_group.send(tensor.values() as Float32Array, next, FORWARD_TAG),
-  );
-}
-
-/** The gradient of this stage's tensor (shape [mbs, seq, hidden]) from the next stage; null on the last stage. */
-export function recv_backward(shapes: readonly number[]): Tensor | null {
-  const { pp_next_rank: next, world_group } = pgm.process_group_manager;
-  if (next === null) return null;
-  const buf = new Float32Array(numelOf(shapes));
-  tracer.span("recv_backward", "p2p", () => world_group.recv(buf, next, BACKWARD_TAG));
-  return new Tensor(buf, shapes);
-}
-
-/** Sends the gradient of this stage's input back to the previous stage (nothing on the first stage). */
-export function send_backward(tensor: Tensor | null): void {
-  const { pp_prev_rank: prev, world_group } = pgm.process_group_manager;
-  if (prev === null) return;
-  if (!tensor) throw new Error("send_backward: no input gradient to send to the previous stage");
-  tracer.span("send_backward", "p2p", () =>
-    world_group.send(tensor.values() as Float32Array, prev, BACKWARD_TAG),
-  );
-}
-
-// 1F1B's steady state exchanges in both directions at once: a stage sends its activation forward while the
-// next stage sends a gradient back. Both sides post a non-blocking send and receive and wait for the two, so
-// neither waits for the other to receive first.
-
-/** Sends this stage's activation forward and receives its gradient from the next stage; null on the last stage. */
-export function send_fwd_recv_bwd(send_tensor: Tensor, recv_shapes: readonly number[]): Tensor | null {
-  const { pp_next_rank: next, world_group } = pgm.process_group_manager;
-  if (next === null) return null;
-  const recv_tensor = new Float32Array(numelOf(recv_shapes));
-  tracer.span("send_fwd_recv_bwd", "p2p", () =>
+/**
+ * 1F1B's steady state sends one way while receiving from the same neighbour: both sides post a non-blocking
+ * send and receive and wait for the two, so neither waits for the other. Null at the pipeline's ends.
+ */
+export function bidirectional_pipeline_communicate(
+  operation: "send_fwd_recv_bwd" | "send_bwd_recv_fwd",
+  send_tensor: Tensor | null,
+  recv_shapes: readonly number[],
+): Tensor | null {
+  const { pp_prev_rank, pp_next_rank, world_group } = pgm.process_group_manager;
+  const is_fwd = operation === "send_fwd_recv_bwd";
+  const peer_rank = is_fwd ? pp_next_rank : pp_prev_rank;
+  if (peer_rank === null) return null;
+  if (!send_tensor) throw new Error(`${operation}: nothing to send to rank ${peer_rank}`);
+  const [send_data, recv_data] = [
+    send_tensor.values() as Float32Array,
+    new Float32Array(numelOf(recv_shapes)),
+  ];
+  const [send_tag, recv_tag] = is_fwd ? [TAGS.forward, TAGS.backward] : [TAGS.backward, TAGS.forward];
+  tracer.span(operation, "p2p", () =>
     waitAll([
-      world_group.isend(send_tensor.values() as Float32Array, next, FORWARD_TAG),
-      world_group.irecv(recv_tensor, next, BACKWARD_TAG),
+      world_group.isend(send_data, peer_rank, send_tag),
+      world_group.irecv(recv_data, peer_rank, recv_tag),
     ]),
   );
-  return new Tensor(recv_tensor, recv_shapes);
-}
-
-/** Sends the input's gradient back and receives the next micro-batch's activation; null on the first stage. */
-export function send_bwd_recv_fwd(send_tensor: Tensor | null, recv_shapes: readonly number[]): Tensor | null {
-  const { pp_prev_rank: prev, world_group } = pgm.process_group_manager;
-  if (prev === null) return null;
-  if (!send_tensor)
-    throw new Error("send_bwd_recv_fwd: no recv_tensor gradient to send to the previous stage");
-  const recv_tensor = new Float32Array(numelOf(recv_shapes));
-  tracer.span("send_bwd_recv_fwd", "p2p", () =>
-    waitAll([
-      world_group.isend(send_tensor.values() as Float32Array, prev, BACKWARD_TAG),
-      world_group.irecv(recv_tensor, prev, FORWARD_TAG),
-    ]),
-  );
-  return new Tensor(recv_tensor, recv_shapes).requiresGrad_();
+  return is_fwd ? new Tensor(recv_data, recv_shapes) : new Tensor(recv_data, recv_shapes).requiresGrad_();
 }

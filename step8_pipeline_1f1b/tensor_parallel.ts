@@ -9,6 +9,7 @@
 // backward, each column layer's Copy all-reduces its input's gradient (the sum of every rank's part), as
 // the tutorial does: q, k, v share one input and gate, up another, so one Copy per input would do.
 // The model file stays the tutorial's: apply_tensor_parallel(model) swaps its layers for these.
+import { UsageError } from "@picotron/argparse";
 import { defineFunction, F, nn, optim, Tensor } from "@picotron/tensor";
 import type { LlamaConfig } from "@picotron/transformers";
 import type { Llama } from "./model.ts";
@@ -234,7 +235,7 @@ export function checkTensorParallel(config: LlamaConfig, tpSize: number): void {
   const bad = dims.filter(([, n]) => n % tpSize !== 0);
   if (bad.length > 0) {
     const list = bad.map(([name, n]) => `${name} ${n}`).join(", ");
-    throw new RangeError(
+    throw new UsageError(
       `--tp_size ${tpSize}: ${list} ${bad.length === 1 ? "is" : "are"} not divisible by ${tpSize}; ` +
         `tensor parallelism splits each of them across the ranks`,
     );

@@ -11,7 +11,7 @@ const flags = {
   learning_rate: { type: "float", default: 3e-4, min: 0 },
   bucket_cap_mb: { type: "float", default: 25, above: 0 },
   pp_engine: { type: "str", default: "afab", choices: ["1f1b", "afab"] },
-  save_dir: { type: "str" },
+  save_dir: { type: "path" },
   resume: { type: "bool", default: false },
 } as const;
 
@@ -29,7 +29,13 @@ describe("parse_args", () => {
       resume: false,
     });
     const b = parse("--", "--seq_len", "64", "--pp_engine", "1f1b", "--resume", "--save_dir", "ckpt");
-    expect([b.seq_len, b.pp_engine, b.resume, b.save_dir]).toEqual([64, "1f1b", true, "ckpt"]);
+    // a path is the user's: resolved against the folder the command was run from
+    expect([b.seq_len, b.pp_engine, b.resume, b.save_dir]).toEqual([
+      64,
+      "1f1b",
+      true,
+      path.resolve(process.env.INIT_CWD ?? process.cwd(), "ckpt"),
+    ]);
   });
 
   it("keeps the last value of a flag given twice", () => {
@@ -43,7 +49,7 @@ describe("parse_args", () => {
       [["--seq_len", "1.5"], /--seq_len must be an integer, got 1.5/],
       [["--seq_len", "abc"], /--seq_len needs a number/],
       [["--learning_rate", "-1"], /--learning_rate must be >= 0, got -1/],
-      [["--bucket_cap_mb", "0"], /--bucket_cap_mb must be > 0, got 0/],
+      [["--bucket_cap_mb", "0"], /--bucket_cap_mb must be a positive number, got 0/],
       [["--pp_engine", "gpipe"], /pp_engine/],
       [["--save_dir"], /save_dir/],
       [["--no_such_flag", "1"], /no_such_flag/],
@@ -51,6 +57,30 @@ describe("parse_args", () => {
     for (const [argv, message] of cases) {
       expect(() => parse(...argv), argv.join(" ")).toThrow(UsageError);
       expect(() => parse(...argv), argv.join(" ")).toThrow(message);
+    }
+  });
+
+  it("a flag that requires another is refused without it; a writable folder is checked and made", () => {
+    const spec = {
+      save_dir: { type: "path", writable: true },
+      resume: { type: "bool", default: false, requires: "save_dir" },
+    } as const;
+    expect(() => parse_args("t", spec, ["--resume"])).toThrow("--resume needs --save_dir");
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "argparse-w-"));
+    try {
+      const file = path.join(dir, "a-file");
+      fs.writeFileSync(file, "");
+      expect(() => parse_args("t", spec, ["--save_dir", file])).toThrow(
+        `--save_dir ${file}: is a file, not a folder`,
+      );
+      const made = path.join(dir, "ckpt");
+      expect(parse_args("t", spec, ["--save_dir", made, "--resume"])).toEqual({
+        save_dir: made,
+        resume: true,
+      });
+      expect(fs.statSync(made).isDirectory()).toBe(true);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
     }
   });
 

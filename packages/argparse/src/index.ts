@@ -9,9 +9,11 @@
 // one ends the process with one line that names the flag, the value and what is allowed (exit code 1, no
 // stack trace). The same goes for a UsageError thrown later by the script (a flag that does not fit the
 // data or the model): the user's mistake is one line, an internal error keeps its stack.
+import path from "node:path";
 import yargs from "yargs";
 
-export type ArgType = "int" | "float" | "str" | "bool";
+/** "path": a string resolved to an absolute path against the folder the user ran the command from. */
+export type ArgType = "int" | "float" | "str" | "path" | "bool";
 
 export interface ArgSpec {
   type: ArgType;
@@ -22,6 +24,10 @@ export interface ArgSpec {
   min?: number;
   /** Values must be greater than this (float): `above: 0` is "a positive number". */
   above?: number;
+  /** path: the folder must be writable (checked now, created if missing): output goes there later. */
+  writable?: boolean;
+  /** Another flag that must be given with this one (when this one is set or true). */
+  requires?: string;
   help?: string;
 }
 
@@ -79,7 +85,10 @@ export function checkValue(name: string, spec: ArgSpec, value: unknown): string 
       return spec.type === "int" && spec.min === 1
         ? `${flag} must be a positive integer, got ${v}`
         : `${flag} must be >= ${spec.min}, got ${v}`;
-    if (spec.above !== undefined && !(v > spec.above)) return `${flag} must be > ${spec.above}, got ${v}`;
+    if (spec.above !== undefined && !(v > spec.above))
+      return spec.above === 0
+        ? `${flag} must be a positive number, got ${v}`
+        : `${flag} must be > ${spec.above}, got ${v}`;
   }
   if (spec.type === "str" && spec.choices && !spec.choices.includes(value as string))
     return `${flag} must be one of ${spec.choices.join(", ")}, got ${JSON.stringify(value)}`;
@@ -102,7 +111,8 @@ export function parse_args<const O extends Record<string, ArgSpec>>(
   const yargsOptions: Record<string, Record<string, unknown>> = {};
   for (const [name, spec] of Object.entries(options)) {
     yargsOptions[name] = {
-      type: spec.type === "bool" ? "boolean" : spec.type === "str" ? "string" : "number",
+      type:
+        spec.type === "bool" ? "boolean" : spec.type === "int" || spec.type === "float" ? "number" : "string",
       default: spec.default,
       describe: spec.help,
       // str with choices: listed in --help; the check below gives the one-line error
@@ -129,8 +139,19 @@ export function parse_args<const O extends Record<string, ArgSpec>>(
     if (problem) throw new UsageError(problem);
   }
   const out: Record<string, unknown> = {};
-  for (const name of Object.keys(options)) out[name] = parsed[name];
+  // pnpm runs a script inside its package and says in INIT_CWD where the user was: paths are the user's
+  const cwd = process.env.INIT_CWD ?? process.cwd();
+  for (const [name, spec] of Object.entries(options)) {
+    const value = parsed[name];
+    out[name] = spec.type === "path" && typeof value === "string" ? path.resolve(cwd, value) : value;
+    if (spec.requires && value !== undefined && value !== false && parsed[spec.requires] === undefined)
+      throw new UsageError(`--${name} needs --${spec.requires}`);
+  }
+  // output folders last: a wrong value above is reported without creating anything
+  for (const [name, spec] of Object.entries(options))
+    if (spec.writable && typeof out[name] === "string") ensureWritableDir(`--${name}`, out[name] as string);
   return out as Parsed<O>;
 }
 
-export { ensureWritableDir } from "./paths.ts";
+import { ensureWritableDir } from "./paths.ts";
+export { ensureWritableDir };

@@ -9,7 +9,7 @@ class Tiny extends nn.Module {
 }
 
 const [mode, saveDir] = process.argv.slice(2) as ["crash" | "check", string];
-const world = { rank: 0, barrier: () => {} }; // one process: rank 0 of a world of one
+const world = { rank: 0, barrier: () => {}, allreduce: () => {} }; // one process: a world of one
 const shard = { name: "tp0_pp0", writer: true };
 const fingerprint = { model: "tiny" };
 const state = (step: number): TrainingState => ({

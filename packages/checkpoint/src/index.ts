@@ -31,11 +31,24 @@ export interface Shard {
   writer: boolean;
 }
 
-/** What saving needs of the world communicator: who decides (rank 0), and a barrier. */
+/** What saving and loading need of the world communicator: who decides (rank 0), a barrier, agreement. */
 export interface Barrier {
   readonly rank: number;
   barrier(): void;
+  allreduce(buf: Int32Array, op: "min"): void;
 }
+
+/** The checkpoint flags, spread into a step's parse_args. */
+export const checkpoint_args = {
+  save_dir: { type: "path", writable: true, help: "checkpoint folder (unset: no checkpoints)" },
+  save_frequency: { type: "int", default: 0, min: 0, help: "save every N steps (0: at the end, on Ctrl-C)" },
+  resume: {
+    type: "bool",
+    default: false,
+    requires: "save_dir",
+    help: "continue from the newest in --save_dir",
+  },
+} as const;
 
 const STEP_DIR = /^step_(\d+)$/;
 
@@ -55,36 +68,62 @@ export function saveCheckpoint(
   const tmp = path.join(saveDir, `.tmp-step_${state.step}`);
   if (world.rank === 0) {
     fs.mkdirSync(saveDir, { recursive: true });
-    fs.rmSync(tmp, { recursive: true, force: true });
+    removeLeftovers(saveDir); // of saves that failed (a crash, a full disk): never a checkpoint
     fs.mkdirSync(tmp);
   }
   world.barrier();
-  if (shard.writer) {
-    saveSafetensors(path.join(tmp, `model_${shard.name}.safetensors`), model.stateDict(), { format: "pt" });
-    const opt = optimizer.stateDict();
-    saveSafetensors(path.join(tmp, `optimizer_${shard.name}.safetensors`), opt.tensors, {
-      step: String(opt.step),
-    });
-  }
-  world.barrier();
-  if (world.rank === 0) {
-    fs.writeFileSync(path.join(tmp, "state.json"), JSON.stringify(state, null, 1));
-    fs.rmSync(final, { recursive: true, force: true });
-    fs.renameSync(tmp, final);
+  try {
+    if (shard.writer) {
+      saveSafetensors(path.join(tmp, `model_${shard.name}.safetensors`), model.stateDict(), { format: "pt" });
+      const opt = optimizer.stateDict();
+      saveSafetensors(path.join(tmp, `optimizer_${shard.name}.safetensors`), opt.tensors, {
+        step: String(opt.step),
+      });
+    }
+    world.barrier();
+    if (world.rank === 0) {
+      fs.writeFileSync(path.join(tmp, "state.json"), JSON.stringify(state, null, 1));
+      fs.rmSync(final, { recursive: true, force: true });
+      fs.renameSync(tmp, final);
+    }
+  } catch (err) {
+    // a full or failing disk: what was saved before stays whole; the half-written folder goes
+    fs.rmSync(tmp, { recursive: true, force: true });
+    const e = err as NodeJS.ErrnoException;
+    const why = e.code === "ENOSPC" ? "no space left on the device" : e.message;
+    throw new CheckpointError(
+      `--save_dir ${saveDir}: saving step ${state.step} failed (${why}); the checkpoints before it are untouched`,
+    );
   }
   world.barrier();
   return final;
 }
 
-/** The newest complete checkpoint in saveDir (one with its state.json), or null. */
-export function latestCheckpoint(saveDir: string): string | null {
-  if (!fs.existsSync(saveDir)) return null;
-  const steps = fs
+/** The hidden folders that failed saves left behind (a save in progress is never seen: saves are collective). */
+export function removeLeftovers(saveDir: string): void {
+  if (!fs.existsSync(saveDir)) return;
+  for (const d of fs.readdirSync(saveDir))
+    if (d.startsWith(".tmp-step_")) fs.rmSync(path.join(saveDir, d), { recursive: true, force: true });
+}
+
+/** The complete checkpoints in saveDir (those with their state.json), newest first. */
+export function completeCheckpoints(saveDir: string): string[] {
+  if (!fs.existsSync(saveDir)) return [];
+  return fs
     .readdirSync(saveDir)
     .filter((d) => STEP_DIR.test(d) && fs.existsSync(path.join(saveDir, d, "state.json")))
-    .sort();
-  return steps.length ? path.join(saveDir, steps.at(-1)!) : null;
+    .sort()
+    .reverse()
+    .map((d) => path.join(saveDir, d));
 }
+
+/** The newest complete checkpoint in saveDir, or null. */
+export function latestCheckpoint(saveDir: string): string | null {
+  return completeCheckpoints(saveDir)[0] ?? null;
+}
+
+/** A checkpoint of another run (model or layout): resuming from an older one of it would be as wrong. */
+export class CheckpointMismatchError extends CheckpointError {}
 
 /** Loads this rank's shard into the model and optimizer; returns the training state to continue from. */
 export function loadCheckpoint(
@@ -115,7 +154,7 @@ export function loadCheckpoint(
   const want = JSON.stringify(fingerprint);
   const have = JSON.stringify(state.fingerprint);
   if (want !== have) {
-    throw new CheckpointError(
+    throw new CheckpointMismatchError(
       `${dir} was saved by a different run configuration:\n  checkpoint: ${have}\n  this run:   ${want}`,
     );
   }
@@ -153,7 +192,8 @@ function hfToPicotron(name: string): string | null {
  * HF names mapped to the tutorial's; a tied lm_head (absent from the file) reuses the embedding.
  */
 export function loadPretrained(dir: string, model: nn.Module): void {
-  const file = path.join(dir, "model.safetensors");
+  // a relative folder is the user's (pnpm runs the script inside its package; INIT_CWD is where they were)
+  const file = path.resolve(process.env.INIT_CWD ?? process.cwd(), dir, "model.safetensors");
   if (!fs.existsSync(file)) throw new CheckpointError(`--init_from_pretrained: ${file} does not exist`);
   const hf = loadSafetensors(file).tensors;
   const state: Record<string, Tensor> = {};
@@ -187,12 +227,33 @@ export function loadPretrained(dir: string, model: nn.Module): void {
  * what a checkpoint must match to be resumed.
  */
 export class CheckpointManager {
+  readonly save_dir: string;
+  readonly save_frequency: number;
   constructor(
-    readonly save_dir: string,
+    args: { save_dir: string; save_frequency: number },
     private readonly world: Barrier,
     private readonly shard: Shard,
     private readonly fingerprint: Record<string, unknown>,
-  ) {}
+  ) {
+    this.save_dir = args.save_dir;
+    this.save_frequency = args.save_frequency;
+  }
+
+  /** The run's manager, or null when it saves nothing (no --save_dir). */
+  static fromArgs(
+    args: { save_dir?: string; save_frequency: number },
+    world: Barrier,
+    shard: Shard,
+    fingerprint: Record<string, unknown>,
+  ): CheckpointManager | null {
+    const { save_dir, save_frequency } = args;
+    return save_dir ? new CheckpointManager({ save_dir, save_frequency }, world, shard, fingerprint) : null;
+  }
+
+  /** Whether to save after `step`: every save_frequency steps, and always at the last step of a run. */
+  should_save(step: number, last: boolean): boolean {
+    return last || (this.save_frequency > 0 && step % this.save_frequency === 0);
+  }
 
   /** Saves this rank's shard of the model and optimizer with the training state; returns the folder. */
   save_checkpoint(
@@ -206,10 +267,32 @@ export class CheckpointManager {
     });
   }
 
-  /** Loads the newest checkpoint into the model and optimizer; returns its folder and training state. */
+  /**
+   * Loads the newest valid checkpoint into the model and optimizer; returns its folder and training state.
+   * A damaged one (unreadable state, a truncated or missing shard on any rank) is skipped with a warning
+   * naming it, for the one before; every rank agrees on which. Another run's checkpoint is refused.
+   */
   load_checkpoint(model: nn.Module, optimizer: optim.AdamW): { dir: string; state: TrainingState } {
-    const dir = latestCheckpoint(this.save_dir);
-    if (!dir) throw new CheckpointError(`--resume: no checkpoint in ${this.save_dir}`);
-    return { dir, state: loadCheckpoint(dir, this.shard, model, optimizer, this.fingerprint) };
+    if (this.world.rank === 0) removeLeftovers(this.save_dir);
+    const candidates = completeCheckpoints(this.save_dir);
+    for (const dir of candidates) {
+      let state: TrainingState | null = null;
+      let problem = "";
+      try {
+        state = loadCheckpoint(dir, this.shard, model, optimizer, this.fingerprint);
+      } catch (err) {
+        if (err instanceof CheckpointMismatchError) throw err;
+        problem = (err as Error).message;
+      }
+      const ok = new Int32Array([state ? 1 : 0]);
+      this.world.allreduce(ok, "min"); // every rank's shard must have loaded
+      if (state && ok[0] === 1) return { dir, state };
+      if (problem) console.warn(`warning: skipping damaged checkpoint ${dir}: ${problem.split("\n")[0]}`);
+    }
+    throw new CheckpointError(
+      candidates.length
+        ? `--resume: no valid checkpoint in ${this.save_dir} (all ${candidates.length} damaged, see above)`
+        : `--resume: no checkpoint in ${this.save_dir}`,
+    );
   }
 }

@@ -13,9 +13,11 @@ import { pipeline } from "node:stream/promises";
 import type { ReadableStream as WebReadableStream } from "node:stream/web";
 import { asyncBufferFromFile, parquetMetadataAsync, parquetReadObjects, parquetSchema } from "hyparquet";
 import { builtinStories } from "./builtin_corpus.ts";
-import { causeMessage, hubEndpoint } from "./hub.ts";
+import { causeMessage, hubEndpoint, userCwd } from "./hub.ts";
+import { UsageError } from "@picotron/argparse";
 
-export class DatasetError extends Error {
+/** The user's data or tokenizer cannot be used: one line, no stack (a UsageError). */
+export class DatasetError extends UsageError {
   override name = "DatasetError";
 }
 
@@ -28,7 +30,7 @@ const LIST_TIMEOUT_MS = 30_000;
 /** Reads the dataset's documents (plain strings, in a fixed order). */
 export async function loadDocuments(
   datasetName: string,
-  cwd: string,
+  cwd: string = userCwd(),
   opts: { cacheDir?: string } = {},
 ): Promise<string[]> {
   const docs = await readDataset(datasetName, cwd, opts.cacheDir ?? path.join(cwd, ".cache", "datasets"));

@@ -1,6 +1,14 @@
 // The Hugging Face hub's address and how to tell a failure to reach it from an answer: shared by the datasets
 // (parquet downloads) and by @picotron/transformers (tokenizers from the hub), as huggingface_hub is in Python.
 
+/**
+ * The folder the user ran the command from: relative paths in flags are theirs. (pnpm runs a package's
+ * script inside the package and says where the user was in INIT_CWD.)
+ */
+export function userCwd(): string {
+  return process.env.INIT_CWD ?? process.cwd();
+}
+
 /** The hub's address: HF_ENDPOINT (a mirror) or huggingface.co. */
 export function hubEndpoint(): string {
   return (process.env.HF_ENDPOINT ?? "https://huggingface.co").replace(/\/+$/, "");

@@ -2,5 +2,6 @@
 // load_from_cache_file=True) for the tokenized tokens), plus the hub helpers that huggingface_hub gives Python.
 export { BUILTIN_CORPUS_SOURCE, builtinStories } from "./builtin_corpus.ts";
 export { DatasetError, loadDocuments } from "./datasets.ts";
-export { causeMessage, hubEndpoint, isNetworkError } from "./hub.ts";
+export { numChunks, tokenizer_group_text, type TextEncoder } from "./group_texts.ts";
+export { causeMessage, hubEndpoint, isNetworkError, userCwd } from "./hub.ts";
 export { cacheDir, cacheFile, loadOrBuildTokens, type TokenCacheRequest } from "./token_cache.ts";

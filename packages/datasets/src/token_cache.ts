@@ -8,9 +8,11 @@ import crypto from "node:crypto";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
+import { userCwd } from "./hub.ts";
 
 export interface TokenCacheRequest {
-  cwd: string;
+  /** Relative paths below are resolved against it (default: the user's folder). */
+  cwd?: string;
   /** What the tokens depend on. */
   key: Record<string, unknown>;
   /** Paths (relative to cwd) whose size and mtime are part of the key when they are files. */
@@ -28,7 +30,7 @@ export function cacheDir(cwd: string): string {
 
 export function cacheFile(req: Omit<TokenCacheRequest, "build">): string {
   const files = req.sourceFiles.map((f) => {
-    const p = path.resolve(req.cwd, f);
+    const p = path.resolve(req.cwd ?? userCwd(), f);
     const st = fs.existsSync(p) && fs.statSync(p).isFile() ? fs.statSync(p) : null;
     return st ? { path: p, size: st.size, mtime: st.mtimeMs } : null;
   });
@@ -36,7 +38,7 @@ export function cacheFile(req: Omit<TokenCacheRequest, "build">): string {
     .createHash("sha256")
     .update(JSON.stringify({ key: req.key, files }))
     .digest("hex");
-  return path.join(cacheDir(req.cwd), `${hash.slice(0, 24)}.tokens`);
+  return path.join(cacheDir(req.cwd ?? userCwd()), `${hash.slice(0, 24)}.tokens`);
 }
 
 function readTokens(file: string): Int32Array {

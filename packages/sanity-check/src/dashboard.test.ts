@@ -153,7 +153,7 @@ describe.skipIf(!hasChromium)("the dashboard in headless Chromium", () => {
       () => (globalThis as any).document.querySelectorAll("#runs input").length === 4,
       null,
       {
-        timeout: 15_000,
+        timeout: 60_000, // a poll every few seconds; a busy machine may be slow to render
       },
     );
     expect(await visibleSeries(page)).toEqual(CHARTS.map(() => RUNS + 1));

@@ -31,6 +31,16 @@ describe("configs", () => {
     fs.writeFileSync(path.join(dir, "config.json"), JSON.stringify({ hidden_size: 8 }));
     await expect(loadConfig(dir)).rejects.toThrow(/config has no numeric "vocab_size"/);
   });
+  it("pretrained: only a local directory with config.json will do, and the message names the flag", async () => {
+    await expect(loadConfig("SmolLM-135M", { pretrained: true })).rejects.toThrow(
+      /--init_from_pretrained needs --model_name to be a local HF Llama directory; .*SmolLM-135M has no config.json/,
+    );
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "cfg-"));
+    fs.writeFileSync(path.join(dir, "config.json"), JSON.stringify({ ...tiny, model_type: "llama" }));
+    expect(await loadConfig(path.basename(dir), { cwd: path.dirname(dir), pretrained: true })).toEqual(tiny);
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+
   it("an unknown name offline lists the presets", async () => {
     await expect(loadConfig("no-such-org/no-such-model-xyz")).rejects.toThrow(
       /Built-in presets: HuggingFaceTB\/SmolLM-135M/,

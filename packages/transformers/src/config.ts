@@ -2,6 +2,8 @@
 // tutorial uses, a local directory with a config.json, or any hub id through @huggingface/transformers.
 import fs from "node:fs";
 import path from "node:path";
+import { UsageError } from "@picotron/argparse";
+import { userCwd } from "@picotron/datasets";
 
 /** The Hugging Face Llama config keys the model reads. */
 export interface LlamaConfig {
@@ -106,13 +108,25 @@ export function fromHfConfig(raw: Record<string, unknown>, source: string): Llam
   };
 }
 
-/** AutoConfig.from_pretrained(name): preset, local directory, or hub id (when the hub is reachable). */
-export async function loadConfig(name: string): Promise<LlamaConfig> {
-  const preset = findPreset(name);
+/**
+ * AutoConfig.from_pretrained(name): preset, local directory (relative to `cwd`, the user's folder by
+ * default), or hub id (when the hub is reachable). `pretrained`: only a local directory will do.
+ */
+export async function loadConfig(
+  name: string,
+  { cwd = userCwd(), pretrained = false }: { cwd?: string; pretrained?: boolean } = {},
+): Promise<LlamaConfig> {
+  const dir = path.resolve(cwd, name);
+  // pretrained weights come from a local HF folder, so its config must be there too (not a preset's)
+  if (pretrained && !fs.existsSync(path.join(dir, "config.json")))
+    throw new UsageError(
+      `--init_from_pretrained needs --model_name to be a local HF Llama directory; ${dir} has no config.json`,
+    );
+  const preset = pretrained ? undefined : findPreset(name);
   if (preset) return preset;
-  if (fs.existsSync(name) && fs.statSync(name).isDirectory()) {
-    const file = path.join(name, "config.json");
-    if (!fs.existsSync(file)) throw new Error(`${name}: the directory has no config.json`);
+  if (fs.existsSync(dir) && fs.statSync(dir).isDirectory()) {
+    const file = path.join(dir, "config.json");
+    if (!fs.existsSync(file)) throw new Error(`${dir}: the directory has no config.json`);
     let raw: Record<string, unknown>;
     try {
       raw = JSON.parse(fs.readFileSync(file, "utf8"));

@@ -3,7 +3,8 @@
 // AutoTokenizer, imported only when needed: loading that library (and its ONNX runtime) takes half a second.
 import fs from "node:fs";
 import path from "node:path";
-import { causeMessage, hubEndpoint, isNetworkError } from "@picotron/datasets";
+import { causeMessage, hubEndpoint, isNetworkError, userCwd } from "@picotron/datasets";
+import { UsageError } from "@picotron/argparse";
 
 export interface Tokenizer {
   /** "bytes", the tokenizer directory's absolute path, or the hub id: part of the token cache's key. */
@@ -15,7 +16,8 @@ export interface Tokenizer {
   encode(text: string): Int32Array;
 }
 
-export class TokenizerError extends Error {
+/** The user's data or tokenizer cannot be used: one line, no stack (a UsageError). */
+export class TokenizerError extends UsageError {
   override name = "TokenizerError";
 }
 
@@ -51,7 +53,7 @@ const bytesTokenizer: Tokenizer = {
 export async function loadTokenizer(
   name: string | undefined,
   modelName: string,
-  cwd: string,
+  cwd: string = userCwd(),
 ): Promise<Tokenizer> {
   if (name === undefined) {
     const modelDir = path.resolve(cwd, modelName);
