@@ -10,7 +10,9 @@
 import { spawn } from "node:child_process";
 import { availableParallelism, constants } from "node:os";
 import { isUnderMpi, jobSize } from "./env.ts";
+import { forwardedEnvArgs, networkArgs } from "./hosts.ts";
 import { LineRelay } from "./output.ts";
+import { checkTimeout } from "./timeout.ts";
 
 export { isUnderMpi, localRank, localWorldSize, threadsPerRank } from "./env.ts";
 
@@ -21,6 +23,12 @@ export interface LaunchOptions {
   hostfile?: string;
   /** More mpirun arguments, passed on as they are. */
   mpirunArgs?: readonly string[];
+  /**
+   * Seconds a rank may wait in a collective or receive before it reports the stall and the
+   * job ends (a train script's --collective_timeout); sets PICOTRON_COLLECTIVE_TIMEOUT for
+   * every rank. Unset: that variable, else 300 s.
+   */
+  collectiveTimeout?: number;
 }
 
 export interface MpirunCommand {
@@ -32,19 +40,6 @@ export interface MpirunCommand {
 /** The mpirun command that runs this same script (same node, flags and arguments) on every rank. */
 export function mpirunCommand(options: LaunchOptions): MpirunCommand {
   const { worldSize, hostfile, mpirunArgs = [] } = options;
-  const args = ["-n", String(worldSize)];
-  // Ranks run the tensor library's own threads; binding each rank to one core (OpenMPI's
-  // default for small jobs) would squeeze those threads onto it.
-  args.push("--bind-to", "none");
-  // Lets the relay in output.ts put the ranks' lines back together (see there).
-  args.push("--tag-output");
-  if (hostfile !== undefined) args.push("--hostfile", hostfile);
-  // On one machine, mpirun refuses more ranks than cores unless told otherwise.
-  else if (worldSize > availableParallelism()) args.push("--oversubscribe");
-  args.push(...mpirunArgs);
-  // process.execArgv keeps node's own flags, such as the --import that loads tsx.
-  args.push(process.execPath, ...process.execArgv, ...process.argv.slice(1));
-
   const env = { ...process.env };
   // The ranks' stdout is a pty that mpirun reads, so Node in the ranks believes it writes to
   // a terminal and colors console.log's numbers; say so when the real output is not one.
@@ -54,6 +49,22 @@ export function mpirunCommand(options: LaunchOptions): MpirunCommand {
     env.OMPI_ALLOW_RUN_AS_ROOT = "1";
     env.OMPI_ALLOW_RUN_AS_ROOT_CONFIRM = "1";
   }
+  const args = ["-n", String(worldSize)];
+  // Ranks run the tensor library's own threads; binding each rank to one core (OpenMPI's
+  // default for small jobs) would squeeze those threads onto it.
+  args.push("--bind-to", "none");
+  // Lets the relay in output.ts put the ranks' lines back together (see there).
+  args.push("--tag-output");
+  if (hostfile !== undefined) args.push("--hostfile", hostfile);
+  // On one machine, mpirun refuses more ranks than cores unless told otherwise.
+  else if (worldSize > availableParallelism()) args.push("--oversubscribe");
+  // Across machines (see hosts.ts): the network to use, and the variables remote ranks need.
+  args.push(...networkArgs(env));
+  if (hostfile !== undefined) args.push(...forwardedEnvArgs(env));
+  args.push(...mpirunArgs);
+  // process.execArgv keeps node's own flags, such as the --import that loads tsx.
+  args.push(process.execPath, ...process.execArgv, ...process.argv.slice(1));
+
   return { command: "mpirun", args, env };
 }
 
@@ -65,9 +76,14 @@ export function mpirunCommand(options: LaunchOptions): MpirunCommand {
  * the parent.
  */
 export async function ensureLaunched(options: LaunchOptions): Promise<void> {
-  const { worldSize } = options;
+  const { worldSize, collectiveTimeout } = options;
   if (!Number.isInteger(worldSize) || worldSize < 1) {
     throw new RangeError(`worldSize must be a positive integer, got ${worldSize}`);
+  }
+  if (collectiveTimeout !== undefined) {
+    // Read by init() in this process when it is a rank, and by every rank of the job mpirun
+    // starts from here (the environment reaches them, see hosts.ts).
+    process.env.PICOTRON_COLLECTIVE_TIMEOUT = String(checkTimeout(collectiveTimeout, "--collective_timeout"));
   }
   if (isUnderMpi()) {
     const size = jobSize();
@@ -86,18 +102,23 @@ function runJob({ command, args, env }: MpirunCommand): Promise<number> {
     // Its own process group: the terminal's Ctrl-C then reaches only this launcher, which decides.
     const child = spawn(command, args, { env, stdio: ["inherit", "pipe", "pipe"], detached: true });
     const stdout = new LineRelay((text) => process.stdout.write(text));
-    const stderr = new LineRelay((text) => process.stderr.write(text));
+    // mpirun announces each signal it passes on; the launcher says what the signal means instead.
+    const stderr = new LineRelay((text) => process.stderr.write(withoutForwarding(text)));
     child.stdout.on("data", (chunk: Buffer) => stdout.push(chunk));
     child.stderr.on("data", (chunk: Buffer) => stderr.push(chunk));
 
     // The first Ctrl-C or SIGTERM becomes SIGUSR2 (node keeps SIGUSR1 for its debugger), which mpirun
     // forwards to every rank: a training loop takes it as "finish this step, save, exit"; a rank that
     // does not handle it simply ends. (mpirun itself would kill the ranks on SIGINT.) A second signal
-    // ends the job at once.
-    let signalled = false;
-    const forward = () => {
-      child.kill(signalled ? "SIGTERM" : "SIGUSR2");
-      signalled = true;
+    // ends the job at once. The launcher says so itself: SIGUSR2 is only the means.
+    let stoppedBy: NodeJS.Signals | null = null;
+    const forward = (signal: NodeJS.Signals) => {
+      if (stoppedBy === null)
+        process.stderr.write(
+          `${stopName(signal)}: asking every rank to save and stop (again to end at once)\n`,
+        );
+      child.kill(stoppedBy === null ? "SIGUSR2" : "SIGTERM");
+      stoppedBy ??= signal;
     };
     process.on("SIGINT", forward);
     process.on("SIGTERM", forward);
@@ -112,7 +133,24 @@ function runJob({ command, args, env }: MpirunCommand): Promise<number> {
     child.on("close", (code, signal) => {
       stdout.end();
       stderr.end();
+      if (stoppedBy !== null) {
+        process.stderr.write(
+          code === 0
+            ? `${stopName(stoppedBy)}: ranks saved and stopped\n`
+            : `${stopName(stoppedBy)}: the job ended with ${code === null ? `signal ${signal}` : `exit code ${code}`}\n`,
+        );
+      }
       resolve(code ?? 128 + (signal === null ? 0 : constants.signals[signal]));
     });
   });
+}
+
+// latin1 maps bytes to characters one to one, so the rest of the text goes through unchanged.
+function withoutForwarding(text: Buffer): Buffer {
+  const kept = text.toString("latin1").replace(/^mpirun: Forwarding signal \d+ to job\n/gm, "");
+  return Buffer.from(kept, "latin1");
+}
+
+function stopName(signal: NodeJS.Signals): string {
+  return signal === "SIGINT" ? "interrupted (Ctrl-C)" : `stopped (${signal})`;
 }
