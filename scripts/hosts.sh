@@ -110,9 +110,13 @@ agent() {
   # Like ssh, the remote command starts with a login's environment, not the caller's: what a
   # rank needs must reach it through mpirun (-x NAME), as on real machines. OpenMPI's ssh
   # command is one shell string, so a shell runs it. setpriv's parent-death signal ends the
-  # remote daemon when mpirun ends, as the end of an ssh session does.
+  # remote daemon when mpirun ends, as the end of an ssh session does; it survives exec but
+  # not fork, so OpenMPI's usual command (" orted -mca ...") is exec'd by the shell.
+  local command="$*"
+  command="${command#"${command%%[! ]*}"}"
+  case "$command" in orted\ * | */orted\ *) command="exec $command" ;; esac
   enter "$host" env -i PATH=/usr/local/bin:/usr/bin:/bin HOME="${HOME:-/root}" \
-    setpriv --pdeathsig KILL -- sh -c "$*"
+    setpriv --pdeathsig KILL -- sh -c "$command"
 }
 
 link() {

@@ -103,7 +103,27 @@ function runJob({ command, args, env }: MpirunCommand): Promise<number> {
     const child = spawn(command, args, { env, stdio: ["inherit", "pipe", "pipe"], detached: true });
     const stdout = new LineRelay((text) => process.stdout.write(text));
     // mpirun announces each signal it passes on; the launcher says what the signal means instead.
-    const stderr = new LineRelay((text) => process.stderr.write(withoutForwarding(text)));
+    const stderr = new LineRelay((text) => {
+      process.stderr.write(withoutForwarding(text));
+      if (stalledAt === null && text.includes("] collective timeout: ")) endAfterStall();
+    });
+
+    // A rank that reports a collective timeout exits, and mpirun then stops the others. But when
+    // the stall is a host that cannot be reached, mpirun waits for that host's daemon to confirm
+    // (TCP gives up only after many minutes), so the job would hang after all. The launcher
+    // gives mpirun a few seconds, then ends it, and with it the ranks here (its process group)
+    // and the remote daemons (their ssh sessions end; each rank there has its own timeout).
+    let stalledAt: number | null = null;
+    const endAfterStall = () => {
+      stalledAt = Date.now();
+      const timer = setTimeout(() => {
+        process.stderr.write(
+          `mpirun had not ended ${STALL_GRACE_SECONDS} s after a rank's collective timeout (a host out of reach?): ending it\n`,
+        );
+        if (child.pid !== undefined) process.kill(-child.pid, "SIGKILL");
+      }, STALL_GRACE_SECONDS * 1000);
+      child.on("close", () => clearTimeout(timer));
+    };
     child.stdout.on("data", (chunk: Buffer) => stdout.push(chunk));
     child.stderr.on("data", (chunk: Buffer) => stderr.push(chunk));
 
@@ -140,10 +160,16 @@ function runJob({ command, args, env }: MpirunCommand): Promise<number> {
             : `${stopName(stoppedBy)}: the job ended with ${code === null ? `signal ${signal}` : `exit code ${code}`}\n`,
         );
       }
-      resolve(code ?? 128 + (signal === null ? 0 : constants.signals[signal]));
+      // Ended after a stall: the job failed, whatever signal ended mpirun.
+      if (stalledAt !== null && code === null) resolve(1);
+      else resolve(code ?? 128 + (signal === null ? 0 : constants.signals[signal]));
     });
   });
 }
+
+// How long mpirun may take to end a job after a rank's collective timeout: it needs about a
+// second when every host answers.
+const STALL_GRACE_SECONDS = 5;
 
 // latin1 maps bytes to characters one to one, so the rest of the text goes through unchanged.
 function withoutForwarding(text: Buffer): Buffer {
