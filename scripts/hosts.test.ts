@@ -222,3 +222,21 @@ describe.skipIf(skipReason !== null)(
     }, 300_000);
   },
 );
+
+describe("hosts.sh refuses bad input with one line", () => {
+  const fails = (...args: string[]) => {
+    const result = spawnSync(HOSTS, args, { encoding: "utf8" });
+    expect(result.status).toBe(1);
+    expect(result.stderr.trim().split("\n")).toHaveLength(1);
+    return result.stderr.trim();
+  };
+
+  it("names what is wrong", () => {
+    expect(fails("up", "99")).toBe("hosts.sh: the number of hosts must be 1 to 8, got '99'");
+    expect(fails("cut", "server1")).toBe(
+      "hosts.sh: unknown host 'server1': the hosts are picohost1 ... picohost8",
+    );
+    expect(fails("agent")).toBe("hosts.sh: agent: usage: agent HOST COMMAND...");
+    expect(fails("launch")).toMatch(/^hosts.sh: usage: hosts.sh up \[N\] \| down/);
+  });
+});
