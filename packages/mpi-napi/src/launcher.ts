@@ -105,17 +105,18 @@ function runJob({ command, args, env }: MpirunCommand): Promise<number> {
     // mpirun announces each signal it passes on; the launcher says what the signal means instead.
     const stderr = new LineRelay((text) => {
       process.stderr.write(withoutForwarding(text));
-      if (stalledAt === null && text.includes("] collective timeout: ")) endAfterStall();
+      if (!stalled && text.includes("] collective timeout: ")) endAfterStall();
     });
 
     // A rank that reports a collective timeout exits, and mpirun then stops the others. But when
     // the stall is a host that cannot be reached, mpirun waits for that host's daemon to confirm
     // (TCP gives up only after many minutes), so the job would hang after all. The launcher
-    // gives mpirun a few seconds, then ends it, and with it the ranks here (its process group)
-    // and the remote daemons (their ssh sessions end; each rank there has its own timeout).
-    let stalledAt: number | null = null;
+    // gives mpirun a few seconds, then ends it (SIGKILL: on SIGTERM it would wait again). The
+    // remote daemons go with their ssh sessions, and any rank still waiting, here or there, ends
+    // by its own timeout.
+    let stalled = false;
     const endAfterStall = () => {
-      stalledAt = Date.now();
+      stalled = true;
       const timer = setTimeout(() => {
         process.stderr.write(
           `mpirun had not ended ${STALL_GRACE_SECONDS} s after a rank's collective timeout (a host out of reach?): ending it\n`,
@@ -161,7 +162,7 @@ function runJob({ command, args, env }: MpirunCommand): Promise<number> {
         );
       }
       // Ended after a stall: the job failed, whatever signal ended mpirun.
-      if (stalledAt !== null && code === null) resolve(1);
+      if (stalled && code === null) resolve(1);
       else resolve(code ?? 128 + (signal === null ? 0 : constants.signals[signal]));
     });
   });
