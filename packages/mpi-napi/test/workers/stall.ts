@@ -9,8 +9,12 @@ import { collectiveTimeout, init, printIf, setCollectiveTimeout } from "../../sr
 const [mode, seconds] = process.argv.slice(2) as [string, string?];
 const world = init();
 if (mode === "api") setCollectiveTimeout(Number(seconds));
-printIf(world.rank === 0, `timeout ${collectiveTimeout()}`);
+const limit = collectiveTimeout();
+printIf(world.rank === 0, `timeout ${limit}`);
+// The ranks start together first, without a limit: on a loaded machine one may start seconds late.
+setCollectiveTimeout(0);
 world.barrier();
+setCollectiveTimeout(limit);
 if (world.rank === 1 && mode !== "quick") process.kill(process.pid, "SIGSTOP");
 const buf = new Float32Array(4);
 if (mode === "recv" && world.rank === 0) world.recv(buf, 1, 7);
