@@ -137,9 +137,16 @@ Napi::Value WaitAll(const Napi::CallbackInfo& info) {
   // Nothing left for MPI (possibly finalized since, which makes any MPI call an error).
   if (waiting.empty()) return env.Undefined();
   std::vector<MPI_Status> statuses(handles.size());
-  // What it waits for, as far as the collective timeout tells: the first request's peer.
+  // What it waits for, as far as the collective timeout tells: the first request's peer, and the
+  // second's when both are point-to-point on one communicator (a ring step's isend + irecv, whose
+  // receive is the one that waits on a stalled rank).
   Waiting waits = waiting[0]->waits_;
   waits.operation = "waitAll";
+  if (waiting.size() > 1) {
+    const Waiting& second = waiting[1]->waits_;
+    bool pointToPoint = waits.peers[0] >= 0 && waits.peers[1] < 0 && second.peers[0] >= 0 && second.peers[1] < 0;
+    if (pointToPoint && second.members == waits.members) waits.peers[1] = second.peers[0];
+  }
   int code;
   {
     Watch watch(waits);

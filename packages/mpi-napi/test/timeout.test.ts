@@ -59,6 +59,16 @@ describe("a stalled rank", () => {
     }
   });
 
+  test("a ring step's waitAll names both of its peers", () => {
+    const outcome = stall(3, "ring", "1.5");
+    expect(outcome.code, report(outcome)).not.toBe(0);
+    expect(outcome.stderr).toMatch(
+      new RegExp(
+        `\\[rank 0 on ${host}\\] collective timeout: waitAll has waited [\\d.]+ s for ranks 2 on ${host}, 1 on ${host} \\(`,
+      ),
+    );
+  });
+
   test("setCollectiveTimeout overrides the environment", () => {
     const outcome = stall(2, "api", "0", ["1"]);
     expect(outcome.code, report(outcome)).not.toBe(0);
