@@ -10,6 +10,9 @@ SUDO=""
 missing=()
 command -v mpicc >/dev/null 2>&1 || missing+=(openmpi-bin libopenmpi-dev)
 command -v g++ >/dev/null 2>&1 || missing+=(g++ make python3)
+# the cross-host test (scripts/hosts.test.ts): network namespaces, the launch agent (setpriv, unshare)
+command -v ip >/dev/null 2>&1 || missing+=(iproute2)
+command -v setpriv >/dev/null 2>&1 && command -v unshare >/dev/null 2>&1 || missing+=(util-linux)
 # the dashboard's browser test runs Debian's chromium (playwright-core never downloads a browser here)
 [ -x /usr/bin/chromium ] || missing+=(chromium)
 if [ ${#missing[@]} -gt 0 ]; then

@@ -4,9 +4,13 @@
 // in one process on one thread. Also how much of the bucketed all-reduces the backward pass hid: the time left to
 // wait for them after it, how many buckets had completed before it ended, and each bucket's timeline; and
 // the same dp ranks without any gradient synchronization: how far the cores themselves scale.
-//   pnpm --filter step6 bench [-- --steps 4 --dp 2 --bucket_cap_mb 25]
+//   pnpm --filter step6 bench [-- --steps 4 --dp 2 --bucket_cap_mb 25 --hostfile hosts.txt]
 // The single-process run happens first in the launching process; its figure reaches the ranks through the
-// environment, which mpirun passes on.
+// environment, which mpirun passes on. With --hostfile, the dp ranks run twice, on this machine and across
+// the hostfile's machines, and a last line compares the two (docs/mpi.md: on the test hosts of
+// scripts/hosts.sh, that is the cost of TCP between machines against shared memory, on the same cores).
+import { spawnSync } from "node:child_process";
+import path from "node:path";
 import { ensureLaunched, isUnderMpi } from "@picotron/mpi-napi/launcher";
 import { Generator, optim, setNumThreads, Tensor } from "@picotron/tensor";
 import yargs from "yargs";
@@ -29,6 +33,8 @@ const BENCH: LlamaConfig = {
   max_position_embeddings: 256,
 };
 const BASELINE_ENV = "PICOTRON_DP_BENCH_BASELINE";
+// "one" or "hosts": which of the two runs of --hostfile this process launches
+const PLACEMENT_ENV = "PICOTRON_DP_BENCH_PLACEMENT";
 
 const argv = hideBin(process.argv);
 if (argv[0] === "--") argv.shift();
@@ -39,6 +45,7 @@ const args = yargs(argv)
     mbs: { type: "number", default: 4, describe: "sequences per rank; the global batch is dp x mbs" },
     seq: { type: "number", default: 256 },
     bucket_cap_mb: { type: "number", default: 25 },
+    hostfile: { type: "string", describe: "also run the dp ranks across these machines, and compare" },
   })
   .strict()
   .parseSync();
@@ -128,7 +135,7 @@ function fastest(steppers: (() => Timing)[], slowest: (seconds: number) => numbe
 }
 
 setNumThreads(1);
-if (!isUnderMpi()) {
+if (!isUnderMpi() && process.env[BASELINE_ENV] === undefined) {
   // dp = 1 in this process, on one thread, with the whole global batch
   const model = new Llama(config).initWeights(0);
   const [one] = fastest([stepper(model, null, () => {}, 0, globalBatch)], (s) => s);
@@ -137,7 +144,34 @@ if (!isUnderMpi()) {
   throw new Error(`dp.bench.ts measures its single-process baseline before it starts mpirun: run it as
   pnpm --filter step6 bench, not under mpirun by hand`);
 }
-await ensureLaunched({ worldSize: args.dp });
+if (!isUnderMpi() && args.hostfile !== undefined && process.env[PLACEMENT_ENV] === undefined) {
+  // Both runs, one after the other, each its own job started by this same script.
+  const lines = ["one", "hosts"].map((placement) => {
+    const run = spawnSync(process.execPath, [...process.execArgv, ...process.argv.slice(1)], {
+      env: { ...process.env, [PLACEMENT_ENV]: placement },
+      stdio: ["inherit", "pipe", "inherit"],
+      encoding: "utf8",
+    });
+    if (run.status !== 0) throw new Error(`the dp run (${placement}) failed:\n${run.stdout}`);
+    const line = run.stdout.trim().split("\n").pop()!;
+    console.log(line);
+    return JSON.parse(line) as Record<string, number>;
+  });
+  const [one, hosts] = lines as [Record<string, number>, Record<string, number>];
+  const ratio = (key: string) => +(hosts[key]! / one[key]!).toFixed(3);
+  console.log(
+    JSON.stringify({
+      dp: args.dp,
+      across_hosts_vs_one_host: { naive: ratio("naive_tokens_per_s"), bucket: ratio("bucket_tokens_per_s") },
+    }),
+  );
+  process.exit(0);
+}
+const acrossHosts = process.env[PLACEMENT_ENV] === "hosts";
+await ensureLaunched({
+  worldSize: args.dp,
+  hostfile: acrossHosts ? path.resolve(process.env.INIT_CWD ?? process.cwd(), args.hostfile!) : undefined,
+});
 
 const grid = setup_process_group_manager(args.dp, 1, 1);
 const sync = () => grid.dp_group.barrier();
@@ -172,6 +206,7 @@ if (grid.global_rank === 0) {
       impl: "picotron-ts",
       config: "bench",
       dp: args.dp,
+      placement: acrossHosts ? "across hosts" : "one host",
       threads_per_rank: 1,
       mbs_per_rank: args.mbs,
       seq: args.seq,

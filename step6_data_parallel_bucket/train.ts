@@ -73,6 +73,7 @@ const args = parse_args("Training script for LLaMA model", {
   pp_size: { type: "int", default: 1, min: 1, help: "Pipeline Parallel size" },
   pp_engine: { type: "str", default: "afab", choices: ["1f1b", "afab"] },
   hostfile: { type: "path", help: "OpenMPI hostfile, to run on several machines" },
+  collective_timeout: { type: "float", default: 300, min: 0, help: "seconds a rank waits for a peer" },
   // Logging arguments
   run_name: { type: "str", default: "default_run" },
   runs_dir: { type: "path", default: "runs", writable: true, help: "metrics go to runs_dir/run_name" },
@@ -100,7 +101,7 @@ if (args.tp_size > 1) {
 }
 
 // Our torchrun: with more than one rank, re-run this script under mpirun (the parent waits there).
-await ensureLaunched({ worldSize: args.dp_size * args.pp_size * args.tp_size, hostfile: args.hostfile });
+await ensureLaunched({ ...args, worldSize: args.dp_size * args.pp_size * args.tp_size }); // + hostfile, timeout
 if (args.omp_num_threads) setNumThreads(args.omp_num_threads);
 
 setup_process_group_manager(args.dp_size, args.pp_size, args.tp_size);

@@ -99,6 +99,7 @@ const args = parse_args("Training script for LLaMA model", {
   pp_engine: { type: "str", default: "afab", choices: ["1f1b", "afab"] },
   cp_size: { type: "int", default: 1, min: 1, help: "Context Parallel size" },
   hostfile: { type: "path", help: "OpenMPI hostfile, to run on several machines" },
+  collective_timeout: { type: "float", default: 300, min: 0, help: "seconds a rank waits for a peer" },
   // Logging arguments
   run_name: { type: "str", default: "default_run" },
   runs_dir: { type: "path", default: "runs", writable: true, help: "metrics go to runs_dir/run_name" },
@@ -132,10 +133,7 @@ if (args.seq_len % args.cp_size !== 0)
     `--seq_len ${args.seq_len} is not divisible by --cp_size ${args.cp_size}: each cp rank takes seq_len / cp_size positions`,
   );
 // Our torchrun: with more than one rank, re-run this script under mpirun (the parent waits there).
-await ensureLaunched({
-  worldSize: args.dp_size * args.pp_size * args.cp_size * args.tp_size,
-  hostfile: args.hostfile,
-});
+await ensureLaunched({ ...args, worldSize: args.dp_size * args.pp_size * args.cp_size * args.tp_size }); // + hostfile, timeout
 if (args.omp_num_threads) setNumThreads(args.omp_num_threads);
 
 setup_process_group_manager(args.dp_size, args.pp_size, args.cp_size, args.tp_size);

@@ -8,7 +8,8 @@
         "native/comm.cc",
         "native/errors.cc",
         "native/request.cc",
-        "native/runtime.cc"
+        "native/runtime.cc",
+        "native/watchdog.cc"
       ],
       # node-addon-api's target that turns C++ exceptions into JS exceptions.
       "dependencies": ["<!(node -p \"require('node-addon-api').targets\"):node_addon_api_except"],

@@ -11,9 +11,12 @@ interface Case {
   iterations: number;
   samples: number;
 }
-const { cases } = JSON.parse(readFileSync(new URL("cases.json", import.meta.url), "utf8")) as {
+// `mpi.bench.ts CASE_INDEX hosts` picks from the cross-host cases (see cases.json).
+const file = JSON.parse(readFileSync(new URL("cases.json", import.meta.url), "utf8")) as {
   cases: Case[];
+  hostsCases: Case[];
 };
+const cases = process.argv[3] === "hosts" ? file.hostsCases : file.cases;
 
 /** Seconds per operation: for sendrecv, one message's one-way time (half a round trip). */
 function measure(world: Comm, { op, bytes, iterations, samples }: Case): number {

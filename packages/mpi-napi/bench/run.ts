@@ -2,6 +2,10 @@
 // and, when Debian's python3-mpi4py is there, with mpi4py_bench.py, each under mpirun -n 2,
 // and prints a table.
 //
+// `pnpm --filter @picotron/mpi-napi bench -- --hosts` (root): the same with the two ranks on two
+// test hosts (network namespaces, scripts/hosts.sh, made for the run and removed after), so
+// every byte goes over TCP through their bridge, as between two machines.
+//
 // Both use the same mpirun settings, one rank per core (the machine has 2), so the ratio
 // compares the bindings, not the placement. A small shared machine is noisy: what else runs
 // on it can slow the large cases threefold for several seconds at a time, both bindings
@@ -10,9 +14,11 @@
 // (mpi-napi's time over mpi4py's a few seconds later), which a slow spell hitting one of the
 // two moves least.
 import { spawnSync } from "node:child_process";
-import { readFileSync } from "node:fs";
-import { dirname } from "node:path";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
+import { networkArgs } from "../src/hosts.ts";
 
 interface Case {
   op: string;
@@ -21,10 +27,18 @@ interface Case {
 
 const benchDir = dirname(fileURLToPath(import.meta.url));
 const PYTHON = "/usr/bin/python3"; // Debian's, where python3-mpi4py installs
-const ROUNDS = 7;
-const { cases } = JSON.parse(readFileSync(new URL("cases.json", import.meta.url), "utf8")) as {
+const file = JSON.parse(readFileSync(new URL("cases.json", import.meta.url), "utf8")) as {
   cases: Case[];
+  hostsCases: Case[];
 };
+const flags = process.argv.slice(2).filter((arg) => arg !== "--");
+if (flags.some((flag) => flag !== "--hosts"))
+  throw new Error(`usage: bench [-- --hosts], got ${flags.join(" ")}`);
+const acrossHosts = flags.includes("--hosts");
+const cases = acrossHosts ? file.hostsCases : file.cases;
+// TCP between the hosts varies less than shared memory, and its cases take longer.
+const ROUNDS = acrossHosts ? 3 : 7;
+const HOSTS = resolve(benchDir, "..", "..", "..", "scripts", "hosts.sh");
 
 /** Runs one case of a benchmark program on 2 ranks; returns its seconds per operation. */
 function mpirun(program: string[], caseIndex: number): number {
@@ -33,8 +47,15 @@ function mpirun(program: string[], caseIndex: number): number {
     env.OMPI_ALLOW_RUN_AS_ROOT = "1";
     env.OMPI_ALLOW_RUN_AS_ROOT_CONFIRM = "1";
   }
-  const args = ["-n", "2", "--bind-to", "core", ...program, String(caseIndex)];
-  const result = spawnSync("mpirun", args, { cwd: benchDir, env, encoding: "utf8" });
+  let command = ["mpirun", "-n", "2", "--bind-to", "core", ...program, String(caseIndex)];
+  if (hostfile !== null) command.push("hosts");
+  if (hostfile !== null) {
+    // From picohost1, one rank on each host, TCP on their network, started through the agent.
+    const network = networkArgs({ PICOTRON_MPI_TCP: "eth0", PICOTRON_MPI_AGENT: `${HOSTS} agent` });
+    command = [HOSTS, "run", "picohost1", "mpirun", "--hostfile", hostfile, ...network, ...command.slice(1)];
+  }
+  const [file, ...args] = command as [string, ...string[]];
+  const result = spawnSync(file, args, { cwd: benchDir, env, encoding: "utf8" });
   const seconds = Number(result.stdout?.trim().split("\n").pop());
   if (result.error || result.status !== 0 || !(seconds > 0)) {
     throw new Error(
@@ -53,6 +74,21 @@ function median(values: number[]): number {
   return sorted[Math.floor(sorted.length / 2)]!;
 }
 
+/** With --hosts: brings up two test hosts and returns a hostfile of them (null otherwise). */
+function setUpHosts(): string | null {
+  if (!acrossHosts) return null;
+  const up = spawnSync(HOSTS, ["up", "2"], { encoding: "utf8" });
+  if (up.status !== 0) throw new Error(`--hosts needs the test hosts (root): ${up.stderr.trim()}`);
+  const file = join(mkdtempSync(join(tmpdir(), "mpi-bench-")), "hosts");
+  writeFileSync(file, "picohost1 slots=1\npicohost2 slots=1\n");
+  process.on("exit", () => {
+    spawnSync(HOSTS, ["down"]);
+    rmSync(dirname(file), { recursive: true, force: true });
+  });
+  return file;
+}
+
+const hostfile = setUpHosts();
 const withMpi4py = hasMpi4py();
 if (!withMpi4py) console.log(`(${PYTHON} with mpi4py and numpy not found: apt-get install python3-mpi4py)\n`);
 const ours: number[][] = cases.map(() => []);
@@ -70,7 +106,7 @@ const micros = (seconds: number) => (seconds * 1e6).toFixed(seconds < 1e-4 ? 2 :
 const gbPerSecond = (bytes: number, seconds: number) =>
   bytes < 1 << 20 ? "" : (bytes / seconds / 1e9).toFixed(2);
 
-const header = ["op (2 ranks)", "size", "mpi-napi µs", "GB/s"];
+const header = [acrossHosts ? "op (2 hosts, TCP)" : "op (2 ranks)", "size", "mpi-napi µs", "GB/s"];
 if (withMpi4py) header.push("mpi4py µs", "GB/s", "ratio");
 const rows = cases.map(({ op, bytes }, i) => {
   const mine = median(ours[i]!);

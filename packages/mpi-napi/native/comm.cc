@@ -30,6 +30,20 @@ void RequireFilled(Napi::Env env, const MPI_Status& status, const Buffer& buffer
   }
 }
 
+// The world rank of each member, so that the collective timeout can name the ranks a call waits for.
+const Members* WorldRanksOf(Napi::Env env, MPI_Comm comm, int size) {
+  Members ranks(size), world(size);
+  for (int i = 0; i < size; ++i) ranks[i] = i;
+  MPI_Group group, worldGroup;
+  CheckMpi(env, MPI_Comm_group(comm, &group), "MPI_Comm_group");
+  MPI_Comm_group(MPI_COMM_WORLD, &worldGroup);
+  int code = MPI_Group_translate_ranks(group, size, ranks.data(), worldGroup, world.data());
+  MPI_Group_free(&group);
+  MPI_Group_free(&worldGroup);
+  CheckMpi(env, code, "MPI_Group_translate_ranks");
+  return KeepMembers(std::move(world));
+}
+
 }  // namespace
 
 Napi::Function Comm::DefineClass(Napi::Env env) {
@@ -68,6 +82,7 @@ Comm::Comm(const Napi::CallbackInfo& info) : ObjectWrap<Comm>(info) {
   owned_ = init->owned;
   CheckMpi(info.Env(), MPI_Comm_rank(comm_, &rank_), "MPI_Comm_rank");
   CheckMpi(info.Env(), MPI_Comm_size(comm_, &size_), "MPI_Comm_size");
+  members_ = WorldRanksOf(info.Env(), comm_, size_);
 }
 
 MPI_Comm Comm::Handle(Napi::Env env) {
@@ -88,7 +103,9 @@ Napi::Value Comm::Size(const Napi::CallbackInfo& info) { return Napi::Number::Ne
 
 void Comm::Barrier(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  CheckMpi(env, MPI_Barrier(Handle(env)), "barrier");
+  MPI_Comm comm = Handle(env);
+  Watch watch(Waits("barrier"));
+  CheckMpi(env, MPI_Barrier(comm), "barrier");
 }
 
 // allreduce(buf, op): every rank ends with the reduction of all ranks' buf, in place.
@@ -97,7 +114,10 @@ void Comm::Allreduce(const Napi::CallbackInfo& info) {
   MPI_Comm comm = Handle(env);
   Buffer buf = GetBuffer(env, info[0], "buf");
   ReduceOp op = GetReduceOp(env, info[1], buf);
-  CheckMpi(env, MPI_Allreduce(MPI_IN_PLACE, buf.data, buf.count, buf.type, ToMpiOp(op), comm), "allreduce");
+  {
+    Watch watch(Waits("allreduce"));
+    CheckMpi(env, MPI_Allreduce(MPI_IN_PLACE, buf.data, buf.count, buf.type, ToMpiOp(op), comm), "allreduce");
+  }
   if (op == ReduceOp::kAvg) DivideInPlace(buf, size_);
 }
 
@@ -114,7 +134,10 @@ void Comm::AllreduceInto(const Napi::CallbackInfo& info) {
   }
   RequireDisjoint(env, send, recv);
   ReduceOp op = GetReduceOp(env, info[2], recv);
-  CheckMpi(env, MPI_Allreduce(send.data, recv.data, recv.count, recv.type, ToMpiOp(op), comm), "allreduce");
+  {
+    Watch watch(Waits("allreduce"));
+    CheckMpi(env, MPI_Allreduce(send.data, recv.data, recv.count, recv.type, ToMpiOp(op), comm), "allreduce");
+  }
   if (op == ReduceOp::kAvg) DivideInPlace(recv, size_);
 }
 
@@ -127,7 +150,8 @@ Napi::Value Comm::Iallreduce(const Napi::CallbackInfo& info) {
   MPI_Request request;
   CheckMpi(env, MPI_Iallreduce(MPI_IN_PLACE, buf.data, buf.count, buf.type, ToMpiOp(op), comm, &request),
            "iallreduce");
-  return Request::Start(env, request, Request::Kind::kAllreduce, buf, op == ReduceOp::kAvg ? size_ : 0);
+  return Request::Start(env, request, Request::Kind::kAllreduce, buf, op == ReduceOp::kAvg ? size_ : 0,
+                        Waits("wait (iallreduce)"));
 }
 
 // allgather(send, recv): recv = concatenation of every rank's send, in rank order.
@@ -143,6 +167,7 @@ void Comm::Allgather(const Napi::CallbackInfo& info) {
   }
   // When send is exactly this rank's slot of recv, MPI can skip copying it (MPI_IN_PLACE).
   const char* slot = static_cast<const char*>(recv.data) + rank_ * send.bytes;
+  Watch watch(Waits("allgather"));
   if (send.bytes > 0 && send.data == slot) {
     CheckMpi(env, MPI_Allgather(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, recv.data, send.count, recv.type, comm),
              "allgather");
@@ -166,8 +191,11 @@ void Comm::ReduceScatter(const Napi::CallbackInfo& info) {
   }
   RequireDisjoint(env, send, recv);
   ReduceOp op = GetReduceOp(env, info[2], recv);
-  CheckMpi(env, MPI_Reduce_scatter_block(send.data, recv.data, recv.count, recv.type, ToMpiOp(op), comm),
-           "reduceScatter");
+  {
+    Watch watch(Waits("reduceScatter"));
+    CheckMpi(env, MPI_Reduce_scatter_block(send.data, recv.data, recv.count, recv.type, ToMpiOp(op), comm),
+             "reduceScatter");
+  }
   if (op == ReduceOp::kAvg) DivideInPlace(recv, size_);
 }
 
@@ -177,6 +205,7 @@ void Comm::Broadcast(const Napi::CallbackInfo& info) {
   MPI_Comm comm = Handle(env);
   Buffer buf = GetBuffer(env, info[0], "buf");
   int root = RankArg(env, info[1], "root", size_);
+  Watch watch(Waits("broadcast"));
   CheckMpi(env, MPI_Bcast(buf.data, buf.count, buf.type, root, comm), "broadcast");
 }
 
@@ -196,6 +225,7 @@ void Comm::Send(const Napi::CallbackInfo& info) {
   int dest = RankArg(env, info[1], "dest", size_);
   int tag = TagArg(env, info[2]);
   RequireNotSelf(env, dest, rank_, "send");
+  Watch watch(Waits("send", dest));
   CheckMpi(env, MPI_Send(buf.data, buf.count, buf.type, dest, tag, comm), "send");
 }
 
@@ -208,7 +238,10 @@ void Comm::Recv(const Napi::CallbackInfo& info) {
   int tag = TagArg(env, info[2]);
   RequireNotSelf(env, source, rank_, "recv");
   MPI_Status status;
-  CheckMpi(env, MPI_Recv(buf.data, buf.count, buf.type, source, tag, comm, &status), "recv");
+  {
+    Watch watch(Waits("recv", source));
+    CheckMpi(env, MPI_Recv(buf.data, buf.count, buf.type, source, tag, comm, &status), "recv");
+  }
   RequireFilled(env, status, buf);
 }
 
@@ -221,7 +254,7 @@ Napi::Value Comm::Isend(const Napi::CallbackInfo& info) {
   int tag = TagArg(env, info[2]);
   MPI_Request request;
   CheckMpi(env, MPI_Isend(buf.data, buf.count, buf.type, dest, tag, comm, &request), "isend");
-  return Request::Start(env, request, Request::Kind::kSend, buf, 0);
+  return Request::Start(env, request, Request::Kind::kSend, buf, 0, Waits("wait (isend)", dest));
 }
 
 // irecv(buf, source, tag) -> Request
@@ -233,7 +266,7 @@ Napi::Value Comm::Irecv(const Napi::CallbackInfo& info) {
   int tag = TagArg(env, info[2]);
   MPI_Request request;
   CheckMpi(env, MPI_Irecv(buf.data, buf.count, buf.type, source, tag, comm, &request), "irecv");
-  return Request::Start(env, request, Request::Kind::kRecv, buf, 0);
+  return Request::Start(env, request, Request::Kind::kRecv, buf, 0, Waits("wait (irecv)", source));
 }
 
 // sendrecv(sendBuf, dest, recvBuf, source, tag): both at once, so two ranks can swap data
@@ -248,6 +281,7 @@ void Comm::Sendrecv(const Napi::CallbackInfo& info) {
   int tag = TagArg(env, info[4]);
   RequireDisjoint(env, send, recv);
   MPI_Status status;
+  Watch watch(Waits("sendrecv", dest, source));
   CheckMpi(env,
            MPI_Sendrecv(send.data, send.count, send.type, dest, tag, recv.data, recv.count, recv.type, source,
                         tag, comm, &status),
@@ -267,6 +301,7 @@ Napi::Value Comm::Split(const Napi::CallbackInfo& info) {
   }
   int key = IntArg(env, info[1], "key");
   MPI_Comm created;
+  Watch watch(Waits("split"));
   CheckMpi(env, MPI_Comm_split(comm, color, key, &created), "split");
   return Adopt(env, created);
 }
@@ -296,7 +331,10 @@ Napi::Value Comm::CreateGroup(const Napi::CallbackInfo& info) {
   MPI_Group_free(&all);
   CheckMpi(env, code, "MPI_Group_incl");
   MPI_Comm created;
-  code = MPI_Comm_create(comm, group, &created);
+  {
+    Watch watch(Waits("createGroup"));
+    code = MPI_Comm_create(comm, group, &created);
+  }
   MPI_Group_free(&group);
   CheckMpi(env, code, "createGroup");
   return Adopt(env, created);

@@ -7,6 +7,8 @@
 #include <mpi.h>
 #include <napi.h>
 
+#include "watchdog.h"
+
 namespace mpinapi {
 
 class Comm : public Napi::ObjectWrap<Comm> {
@@ -16,6 +18,8 @@ class Comm : public Napi::ObjectWrap<Comm> {
   static Napi::Object NewInstance(Napi::Env env, MPI_Comm comm, bool owned);
 
   explicit Comm(const Napi::CallbackInfo& info);
+
+  const Members* members() const { return members_; }
 
  private:
   // The live handle, or a TypeError if MPI was finalized or the communicator freed.
@@ -42,7 +46,12 @@ class Comm : public Napi::ObjectWrap<Comm> {
   void Free(const Napi::CallbackInfo& info);
   void Abort(const Napi::CallbackInfo& info);
 
+  // What a blocking call of this communicator waits for (see watchdog.h): comm ranks `a` and
+  // `b`, or (both -1) every other member.
+  Waiting Waits(const char* operation, int a = -1, int b = -1) const { return Waiting{operation, members_, {a, b}}; }
+
   MPI_Comm comm_ = MPI_COMM_NULL;
+  const Members* members_ = nullptr;
   bool owned_ = false;
   int rank_ = 0;
   int size_ = 0;

@@ -23,13 +23,15 @@ Napi::Function Request::DefineClass(Napi::Env env) {
 
 Request::Request(const Napi::CallbackInfo& info) : ObjectWrap<Request>(info) {}
 
-Napi::Value Request::Start(Napi::Env env, MPI_Request request, Kind kind, const Buffer& buffer, int divisor) {
+Napi::Value Request::Start(Napi::Env env, MPI_Request request, Kind kind, const Buffer& buffer, int divisor,
+                           const Waiting& waits) {
   Napi::Object object = GetAddonData(env).requestClass.New({});
   Request* self = Unwrap(object);
   self->request_ = request;
   self->kind_ = kind;
   self->buffer_ = buffer;
   self->divisor_ = divisor;
+  self->waits_ = waits;
   self->done_ = false;
   self->keepAlive_ = Napi::Persistent(Napi::Value(env, buffer.value));  // strong reference
   self->Ref();                                                          // and to ourselves
@@ -72,7 +74,11 @@ void Request::Wait(const Napi::CallbackInfo& info) {
   waited_ = true;
   if (done_) return;  // test() already saw it complete
   MPI_Status status;
-  int code = MPI_Wait(&request_, &status);
+  int code;
+  {
+    Watch watch(waits_);
+    code = MPI_Wait(&request_, &status);
+  }
   ThrowIf(env, "wait", Complete(code, status));
 }
 
@@ -131,7 +137,21 @@ Napi::Value WaitAll(const Napi::CallbackInfo& info) {
   // Nothing left for MPI (possibly finalized since, which makes any MPI call an error).
   if (waiting.empty()) return env.Undefined();
   std::vector<MPI_Status> statuses(handles.size());
-  int code = MPI_Waitall(static_cast<int>(handles.size()), handles.data(), statuses.data());
+  // What it waits for, as far as the collective timeout tells: the first request's peer, and the
+  // second's when both are point-to-point on one communicator (a ring step's isend + irecv, whose
+  // receive is the one that waits on a stalled rank).
+  Waiting waits = waiting[0]->waits_;
+  waits.operation = "waitAll";
+  if (waiting.size() > 1) {
+    const Waiting& second = waiting[1]->waits_;
+    bool pointToPoint = waits.peers[0] >= 0 && waits.peers[1] < 0 && second.peers[0] >= 0 && second.peers[1] < 0;
+    if (pointToPoint && second.members == waits.members) waits.peers[1] = second.peers[0];
+  }
+  int code;
+  {
+    Watch watch(waits);
+    code = MPI_Waitall(static_cast<int>(handles.size()), handles.data(), statuses.data());
+  }
   Request::Problem first;
   for (size_t i = 0; i < waiting.size(); ++i) {
     // On failure MPI reports each request's own code in its status (MPI_ERR_IN_STATUS).

@@ -13,6 +13,7 @@
 #include <string>
 
 #include "buffer.h"
+#include "watchdog.h"
 
 namespace mpinapi {
 
@@ -27,7 +28,9 @@ class Request : public Napi::ObjectWrap<Request> {
 
   static Napi::Function DefineClass(Napi::Env env);
   // Wraps an operation that MPI has just started on `buffer`.
-  static Napi::Value Start(Napi::Env env, MPI_Request request, Kind kind, const Buffer& buffer, int divisor);
+  // `waits` says what a wait() on it waits for (for the collective timeout).
+  static Napi::Value Start(Napi::Env env, MPI_Request request, Kind kind, const Buffer& buffer, int divisor,
+                           const Waiting& waits);
 
   explicit Request(const Napi::CallbackInfo& info);
 
@@ -57,6 +60,7 @@ class Request : public Napi::ObjectWrap<Request> {
   Buffer buffer_{};
   Kind kind_ = Kind::kSend;
   int divisor_ = 0;
+  Waiting waits_{"wait", nullptr, {-1, -1}};
   bool done_ = true;  // a Request made by `new` from JS (not by Start) has nothing to wait for
   bool waited_ = false;
 };

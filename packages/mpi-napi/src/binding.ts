@@ -40,6 +40,9 @@ interface Binding {
   /** MPI_Abort on the world; returns only when MPI is not running. */
   abort(code: number): void;
   waitAll(requests: NativeRequest[]): void;
+  /** Seconds a blocking call may wait before the rank reports it and exits (0: for ever). */
+  setCollectiveTimeout(seconds: number): void;
+  collectiveTimeout(): number;
 }
 
 function load(): Binding {

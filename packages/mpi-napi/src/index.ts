@@ -8,6 +8,7 @@
 // Start the job with the launcher (./launcher.ts), our torchrun.
 export { Comm, type Buffer, type ReduceOp } from "./comm.ts";
 export { Request, waitAll } from "./request.ts";
-export { init, world, finalize } from "./runtime.ts";
+export { init, world, finalize, setCollectiveTimeout, collectiveTimeout } from "./runtime.ts";
+export { DEFAULT_COLLECTIVE_TIMEOUT } from "./timeout.ts";
 export { isUnderMpi, worldRank, localRank, localWorldSize, threadsPerRank } from "./env.ts";
 export { printIf, log0 } from "./log.ts";

@@ -9,6 +9,7 @@ import { inspect } from "node:util";
 import { isMainThread } from "node:worker_threads";
 import { native } from "./binding.ts";
 import { Comm } from "./comm.ts";
+import { checkTimeout, timeoutFromEnv } from "./timeout.ts";
 
 let worldComm: Comm | null = null;
 let finalized = false;
@@ -28,7 +29,9 @@ export function init(): Comm {
   if (finalized) throw new TypeError("MPI was finalized and cannot start again");
   if (worldComm === null) {
     requireMainThread();
+    const timeout = timeoutFromEnv(); // a bad value fails before MPI starts
     worldComm = new Comm(native.init());
+    native.setCollectiveTimeout(timeout);
     handleFailuresAndExit(worldComm.rank, worldComm.size);
   }
   return worldComm;
@@ -86,4 +89,18 @@ function handleFailuresAndExit(rank: number, size: number): void {
       process.exitCode = 1;
     }
   });
+}
+
+/**
+ * How long (seconds) a blocking MPI call of this rank may wait before the rank reports what it
+ * waits for and ends the job; 0 waits for ever. Takes effect at once, also before init().
+ */
+export function setCollectiveTimeout(seconds: number): void {
+  native.setCollectiveTimeout(checkTimeout(seconds, "the collective timeout"));
+  process.env.PICOTRON_COLLECTIVE_TIMEOUT = String(seconds); // so that init() keeps it
+}
+
+/** The collective timeout in force, in seconds (0: none). */
+export function collectiveTimeout(): number {
+  return native.collectiveTimeout();
 }

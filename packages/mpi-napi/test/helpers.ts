@@ -41,8 +41,19 @@ export function run(command: string, args: string[], env: NodeJS.ProcessEnv = pl
 }
 
 /** `mpirun -n ranks node --import tsx test/workers/<worker> ...args`, as root if need be. */
-export function runWorkers(ranks: number, worker: string, args: string[], nodeFlags: string[] = []): Outcome {
-  const env = { ...plainEnv(), OMPI_ALLOW_RUN_AS_ROOT: "1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM: "1" };
+export function runWorkers(
+  ranks: number,
+  worker: string,
+  args: string[],
+  nodeFlags: string[] = [],
+  extraEnv: NodeJS.ProcessEnv = {},
+): Outcome {
+  const env = {
+    ...plainEnv(),
+    OMPI_ALLOW_RUN_AS_ROOT: "1",
+    OMPI_ALLOW_RUN_AS_ROOT_CONFIRM: "1",
+    ...extraEnv,
+  };
   const mpirunFlags = ["-n", String(ranks), "--oversubscribe", "--bind-to", "none"];
   const program = [process.execPath, ...nodeFlags, "--import", "tsx", join("test", "workers", worker)];
   return run("mpirun", [...mpirunFlags, ...program, ...args], env);

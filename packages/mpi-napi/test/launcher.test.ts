@@ -71,7 +71,8 @@ describe("mpirunCommand", () => {
       mpirunArgs: ["-x", "PATH"],
     });
     expect(withHosts.args).not.toContain("--oversubscribe");
-    expect(withHosts.args.join(" ")).toContain("--hostfile hosts.txt -x PATH");
+    expect(withHosts.args.join(" ")).toContain("--hostfile hosts.txt");
+    expect(withHosts.args.join(" ")).toContain(`-x PATH ${process.execPath}`);
   });
 
   test("allows running as root exactly when this process is root", () => {
@@ -137,13 +138,16 @@ describe("ensureLaunched", () => {
     expect(outcome.stderr).toContain("this MPI job has 1 ranks, but the configuration needs 2");
   });
 
-  test("killing the launcher ends mpirun and every rank", async () => {
+  /** Starts `launch.ts DIR MODE 2` and resolves once both ranks printed "ready". */
+  async function startWaiting(mode: string) {
     const dir = tempDir(); // on every rank's command line, so we can look for leftovers
     const script = join("test", "workers", "launch.ts");
-    const launcher = spawn(process.execPath, ["--import", "tsx", script, dir, "wait", "2"], {
+    const launcher = spawn(process.execPath, ["--import", "tsx", script, dir, mode, "2"], {
       cwd: packageDir,
       env: plainEnv(),
     });
+    let stderr = "";
+    launcher.stderr.on("data", (chunk: Buffer) => (stderr += chunk.toString()));
     const exited = new Promise<number | null>((resolve) => launcher.on("close", (code) => resolve(code)));
     let output = "";
     await new Promise<void>((resolve, reject) => {
@@ -156,9 +160,25 @@ describe("ensureLaunched", () => {
         }
       });
     });
+    return { dir, launcher, exited, stderr: () => stderr };
+  }
+
+  test("killing the launcher ends mpirun and every rank", async () => {
+    const { dir, launcher, exited } = await startWaiting("wait");
     expect(processesMentioning(dir).length).toBeGreaterThanOrEqual(3); // launcher, mpirun, ranks
     launcher.kill("SIGTERM");
     expect(await exited).not.toBe(0);
+    expect(processesMentioning(dir)).toEqual([]);
+  });
+
+  test("Ctrl-C asks the ranks to stop and says so in its own words", async () => {
+    const { dir, launcher, exited, stderr } = await startWaiting("graceful");
+    launcher.kill("SIGINT");
+    expect(await exited, stderr()).toBe(0);
+    expect(stderr()).toBe(
+      "interrupted (Ctrl-C): asking every rank to save and stop (again to end at once)\n" +
+        "interrupted (Ctrl-C): ranks saved and stopped\n",
+    );
     expect(processesMentioning(dir)).toEqual([]);
   });
 });

@@ -6,6 +6,7 @@
 //   fail  - the last rank throws
 //   wait  - every rank prints "ready", then waits for ever (until the launcher is killed)
 //   hosts - every rank reports the job's size and whether LAUNCH_MARK reached it
+//   graceful - as wait, but a rank stops cleanly on SIGUSR2 (a train loop's "save and stop")
 import { init, localWorldSize, printIf } from "../../src/index.ts";
 import { ensureLaunched } from "../../src/launcher.ts";
 import { writeResults } from "./fixtures.ts";
@@ -31,8 +32,10 @@ if (mode === "sum") {
   throw new Error(`failure on rank ${rank}`);
 } else if (mode === "hosts") {
   writeResults(outDir, rank, { size: [size], marked: [process.env.LAUNCH_MARK === "passed" ? 1 : 0] });
-} else if (mode === "wait") {
+} else if (mode === "wait" || mode === "graceful") {
   printIf(true, "ready");
-  setInterval(() => {}, 1000);
+  const timer = setInterval(() => {}, 1000);
+  if (mode === "graceful") await new Promise((resolve) => process.once("SIGUSR2", resolve));
+  clearInterval(timer);
 }
 world.barrier();
