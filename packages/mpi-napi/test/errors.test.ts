@@ -84,7 +84,7 @@ test.each([
 ])("a rank that fails ($mode) ends the $ranks-rank job quickly", ({ ranks, mode, message, code }) => {
   const outcome = runWorkers(ranks, "fail.ts", [mode]);
   expect(outcome.code, report(outcome)).toBe(code);
-  expect(outcome.seconds).toBeLessThan(20); // a hang would be killed at 60 s
+  expect(outcome.seconds).toBeLessThan(50); // a hang would be killed at 60 s; a busy machine is slower to abort
   if (message !== "") {
     const line = `[rank ${ranks - 1}] ${message}`;
     expect(outcome.stderr.split(line).length - 1, report(outcome)).toBe(1); // printed once

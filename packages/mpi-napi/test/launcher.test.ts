@@ -151,7 +151,7 @@ describe("ensureLaunched", () => {
     const exited = new Promise<number | null>((resolve) => launcher.on("close", (code) => resolve(code)));
     let output = "";
     await new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`the ranks never got ready: ${output}`)), 30_000);
+      const timer = setTimeout(() => reject(new Error(`the ranks never got ready: ${output}`)), 90_000);
       launcher.stdout.on("data", (chunk: Buffer) => {
         output += chunk.toString();
         if (output === "ready\nready\n") {
