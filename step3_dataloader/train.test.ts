@@ -163,7 +163,7 @@ describe("step 3 training loop", () => {
       [["--num_attention_heads=3"], /not divisible/],
       [["--no_such_flag=1"], /Unknown argument/],
       // a flag without its value is an error, never its default
-      [["--seq_len"], /seq_len/],
+      [["--seq_len"], /--seq_len needs a value/],
       [["--max_tokens=100"], /--max_tokens 100 is less than one step's 256 tokens/],
       [["--lr_scheduler=cosine", "--min_lr=0.1"], /--min_lr 0\.1 is above --learning_rate 0\.001/],
       [["--seed=1.5"], /--seed must be an integer, got 1\.5/],

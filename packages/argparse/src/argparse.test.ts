@@ -44,14 +44,14 @@ describe("parse_args", () => {
 
   it("refuses bad values with a message naming the flag", () => {
     const cases: [string[], RegExp][] = [
-      [["--seq_len"], /seq_len/],
+      [["--seq_len"], /^--seq_len needs a value$/],
       [["--seq_len", "0"], /--seq_len must be a positive integer, got 0/],
       [["--seq_len", "1.5"], /--seq_len must be an integer, got 1.5/],
       [["--seq_len", "abc"], /--seq_len needs a number/],
       [["--learning_rate", "-1"], /--learning_rate must be >= 0, got -1/],
       [["--bucket_cap_mb", "0"], /--bucket_cap_mb must be a positive number, got 0/],
       [["--pp_engine", "gpipe"], /pp_engine/],
-      [["--save_dir"], /save_dir/],
+      [["--save_dir"], /^--save_dir needs a value$/],
       [["--no_such_flag", "1"], /no_such_flag/],
     ];
     for (const [argv, message] of cases) {

@@ -129,7 +129,9 @@ export function parse_args<const O extends Record<string, ArgSpec>>(
     .help()
     .version(false)
     .fail((msg, err) => {
-      throw new UsageError(err?.message ?? msg);
+      // yargs says "Not enough arguments following: seq_len": name the flag as the user typed it
+      const missing = /^Not enough arguments following: (\S+)$/.exec(msg ?? "");
+      throw new UsageError(missing ? `--${missing[1]} needs a value` : (err?.message ?? msg));
     })
     .parseSync() as Record<string, unknown>;
   for (const [name, spec] of Object.entries(options)) {
