@@ -25,6 +25,15 @@ export function get_cos_sin(seq_length: number, head_dim: number, base: number):
   return [new Tensor(cos, [seq_length, head_dim]), new Tensor(sin, [seq_length, head_dim])];
 }
 
+/**
+ * Incremental decoding's state (generation only): each layer's keys and values of the positions seen so far,
+ * [batch, past, kv_heads, head_dim], and offset = past, the position of the next token (RoPE's offset).
+ */
+export interface KVCache {
+  layers: { k: Tensor; v: Tensor }[];
+  offset: number;
+}
+
 export class Attention extends nn.Module {
   num_local_heads: number;
   num_local_kv_heads: number;
@@ -46,17 +55,45 @@ export class Attention extends nn.Module {
     this.out_proj = new nn.Linear(h, h);
   }
 
-  forward(x: Tensor, cos: Tensor, sin: Tensor): Tensor {
+  forward(x: Tensor, cos: Tensor, sin: Tensor, cache?: KVCache, layer_idx = 0): Tensor {
     const [batch, seq] = x.shape as [number, number];
     let q = this.q_proj.forward(x).view(batch, seq, this.num_local_heads, this.head_dim); // [batch, seq, heads, head_dim]
     let k = this.k_proj.forward(x).view(batch, seq, this.num_local_kv_heads, this.head_dim); // [batch, seq, kv_heads, head_dim]
-    const v = this.v_proj.forward(x).view(batch, seq, this.num_local_kv_heads, this.head_dim); // [batch, seq, kv_heads, head_dim]
+    let v = this.v_proj.forward(x).view(batch, seq, this.num_local_kv_heads, this.head_dim); // [batch, seq, kv_heads, head_dim]
     q = F.apply_rotary_emb(q, cos, sin);
     k = F.apply_rotary_emb(k, cos, sin);
+    if (cache) [k, v] = appendToCache(cache, layer_idx, k, v); // [batch, past + seq, kv_heads, head_dim]
     // causal softmax(q k^T / sqrt(head_dim)) v; each KV head serves heads/kv_heads query heads (GQA)
-    const out = F.causal_attention(q, k, v); // [batch, seq, heads, head_dim]
+    const out = cache ? cachedAttention(q, k, v) : F.causal_attention(q, k, v); // [batch, seq, heads, head_dim]
     return this.out_proj.forward(out.view(batch, seq, this.num_local_heads * this.head_dim)); // [batch, seq, hidden]
   }
+}
+
+/** Appends the new positions' K/V to the layer's cache; returns the keys/values of all positions so far. */
+function appendToCache(cache: KVCache, layer_idx: number, k: Tensor, v: Tensor): [Tensor, Tensor] {
+  const past = cache.layers[layer_idx];
+  if (past) [k, v] = [F.cat([past.k, k], 1), F.cat([past.v, v], 1)];
+  cache.layers[layer_idx] = { k, v };
+  return [k, v];
+}
+
+/**
+ * Attention of the new queries q [batch, seq, heads, head_dim] over every key so far k, v [batch, past + seq,
+ * kv_heads, head_dim]: a new query sees all past keys, and the new keys causally. One new token (decoding)
+ * sees every key: attention without a mask, O(past) work. Several new tokens after no past (the prompt) is
+ * the training path's causal attention. Several after a past: the queries are padded in front with past
+ * zero rows to the keys' length, so the causal mask hides exactly the later new keys; the padding is cut off.
+ */
+function cachedAttention(q: Tensor, k: Tensor, v: Tensor): Tensor {
+  const [batch, seq, heads, head_dim] = q.shape as [number, number, number, number];
+  const past = k.shape[1]! - seq;
+  if (seq === 1) return F.block_attention_forward(q, k, v, false).out;
+  if (past === 0) return F.causal_attention(q, k, v);
+  const padded = F.cat(
+    [new Tensor(new Float32Array(batch * past * heads * head_dim), [batch, past, heads, head_dim]), q],
+    1,
+  );
+  return F.causal_attention(padded, k, v).narrow(1, past, seq);
 }
 
 export class MLP extends nn.Module {
@@ -95,11 +132,12 @@ export class DecoderLayer extends nn.Module {
     [this.cos, this.sin] = get_cos_sin(config.max_position_embeddings, head_dim, config.rope_theta); // [max_pos, head_dim]
   }
 
-  forward(x: Tensor): Tensor {
+  forward(x: Tensor, cache?: KVCache, layer_idx = 0): Tensor {
     const seq = x.shape[1]!;
-    const cos = this.cos.narrow(0, 0, seq);
-    const sin = this.sin.narrow(0, 0, seq);
-    x = x.add(this.attention.forward(this.input_layernorm.forward(x), cos, sin)); // attention + residual
+    const start = cache?.offset ?? 0; // the new tokens' first position (0 without a cache)
+    const cos = this.cos.narrow(0, start, seq);
+    const sin = this.sin.narrow(0, start, seq);
+    x = x.add(this.attention.forward(this.input_layernorm.forward(x), cos, sin, cache, layer_idx)); // attention + residual
     return x.add(this.mlp.forward(this.post_attention_layernorm.forward(x))); // MLP + residual
   }
 }
@@ -126,15 +164,20 @@ export class Llama extends nn.Module {
     this.final_proj = new nn.Linear(config.hidden_size, config.vocab_size);
   }
 
-  /** input_ids: [batch, seq] int32 -> logits [batch, seq, vocab]. */
-  forward(input_ids: Tensor): Tensor {
-    if (input_ids.shape[1]! > this.config.max_position_embeddings) {
+  /**
+   * input_ids: [batch, seq] int32 -> logits [batch, seq, vocab]. With a cache (generation, under noGrad):
+   * input_ids are the positions after cache.offset, attending to the cached ones too; the cache grows by seq.
+   */
+  forward(input_ids: Tensor, cache?: KVCache): Tensor {
+    const seqLen = input_ids.shape[1]! + (cache?.offset ?? 0);
+    if (seqLen > this.config.max_position_embeddings) {
       throw new RangeError(
-        `sequence length ${input_ids.shape[1]} exceeds max_position_embeddings ${this.config.max_position_embeddings}`,
+        `sequence length ${seqLen} exceeds max_position_embeddings ${this.config.max_position_embeddings}`,
       );
     }
     let x = this.embedding.forward(input_ids); // [batch, seq, hidden]
-    for (const layer of this.decoder_layers) x = layer.forward(x);
+    this.decoder_layers.forEach((layer, i) => (x = layer.forward(x, cache, i)));
+    if (cache) cache.offset = seqLen;
     return this.final_proj.forward(this.final_norm.forward(x)); // [batch, seq, vocab]
   }
 }

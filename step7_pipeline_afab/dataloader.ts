@@ -120,8 +120,8 @@ export class MicroBatchDataLoader {
   }
 
   /** Where a run is in the data (saved in checkpoints): chunks consumed by all dp ranks together. */
-  state(): { next_sample: number } {
-    return { next_sample: this.next_sample };
+  state(): { next_sample: number; tokenizer: string } {
+    return { next_sample: this.next_sample, tokenizer: this.tokenizer.name }; // the tokenizer: for generation
   }
 
   loadState(state: { next_sample: number }): void {

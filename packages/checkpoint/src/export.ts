@@ -25,8 +25,6 @@ interface ModelConfig {
 /** The files a Hugging Face tokenizer folder holds (tokenizer.json is the one that must be there). */
 export const TOKENIZER_FILES = ["tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"];
 
-const SHARD_FILE = /^model_tp(\d+)_pp(\d+)\.safetensors$/;
-
 /**
  * How tensor parallelism cuts a weight: 0 = by rows (column-parallel q/k/v/gate/up, final_proj, and the
  * vocabulary-parallel embedding), 1 = by columns (row-parallel out_proj/down_proj), null = replicated (norms).
@@ -101,8 +99,8 @@ function expectedShapes(c: ModelConfig): Record<string, number[]> {
   return shapes;
 }
 
-/** The checkpoint's whole model, tutorial names, from its (tp, pp) shards; and its model config. */
-export function loadWholeModel(checkpoint: string): { config: ModelConfig; weights: Record<string, Tensor> } {
+/** The checkpoint's model config (its fingerprint's): what every layout of the same model shares. */
+function checkpointConfig(checkpoint: string): ModelConfig {
   const stateFile = path.join(checkpoint, "state.json");
   if (!fs.existsSync(stateFile))
     throw new CheckpointError(`${checkpoint}: not a checkpoint (no state.json: incomplete or foreign)`);
@@ -114,41 +112,111 @@ export function loadWholeModel(checkpoint: string): { config: ModelConfig; weigh
     throw new CheckpointError(
       `${stateFile}: no model config in its fingerprint: not a picotron-ts checkpoint`,
     );
+  return config;
+}
 
-  // shards[pp][tp]: the layout is read off the files (dp and cp replicas write none)
+/** The `kind` files of a checkpoint as shards[pp][tp]: the layout is read off the files (dp and cp replicas write none). */
+function shardFiles(checkpoint: string, kind: "model" | "optimizer"): string[][] {
+  const pattern = new RegExp(`^${kind}_tp(\\d+)_pp(\\d+)\\.safetensors$`);
   const shards: string[][] = [];
   for (const f of fs.readdirSync(checkpoint)) {
-    const m = SHARD_FILE.exec(f);
+    const m = pattern.exec(f);
     if (m) (shards[Number(m[2])] ??= [])[Number(m[1])] = path.join(checkpoint, f);
   }
   const tp = shards[0]?.length ?? 0;
-  if (tp === 0) throw new CheckpointError(`${checkpoint}: no model_tp*_pp*.safetensors files`);
+  if (tp === 0) throw new CheckpointError(`${checkpoint}: no ${kind}_tp*_pp*.safetensors files`);
   for (let p = 0; p < shards.length; p++) {
     for (let t = 0; t < tp; t++) {
       if (!shards[p]?.[t])
-        throw new CheckpointError(`${checkpoint}: model_tp${t}_pp${p}.safetensors is missing`);
+        throw new CheckpointError(`${checkpoint}: ${kind}_tp${t}_pp${p}.safetensors is missing`);
     }
   }
+  return shards;
+}
 
-  const want = expectedShapes(config);
-  const weights: Record<string, Tensor> = {};
-  for (const stage of shards) {
-    const files = stage.map((f) => loadSafetensors(f).tensors);
-    for (const name of Object.keys(files[0]!)) {
-      const parts = files.map((w, t) => {
-        const x = w[name];
-        if (!x) throw new CheckpointError(`${checkpoint}: ${name} missing from tp rank ${t}'s shard`);
-        return x;
-      });
-      const dim = tpDim(name);
-      const whole = dim === null || tp === 1 ? parts[0]! : concat(parts, dim);
-      const expected = want[name];
-      if (!expected || expected.join() !== whole.shape.join())
+/** Whole tensors from one pipeline stage's tp slices (each slice: name -> tensor), by the parameter they belong to. */
+function joinStage(checkpoint: string, files: Record<string, Tensor>[], param: (name: string) => string) {
+  const whole: Record<string, Tensor> = {};
+  for (const name of Object.keys(files[0]!)) {
+    const parts = files.map((w, t) => {
+      const x = w[name];
+      if (!x) throw new CheckpointError(`${checkpoint}: ${name} missing from tp rank ${t}'s shard`);
+      return x;
+    });
+    const dim = tpDim(param(name));
+    whole[name] = dim === null || files.length === 1 ? parts[0]! : concat(parts, dim);
+  }
+  return whole;
+}
+
+/**
+ * The checkpoint's whole optimizer state: each parameter's moments as whole tensors named
+ * `{parameter}.exp_avg` / `.exp_avg_sq`, and the step count. A shard's optimizer file numbers its moments
+ * (`state.{i}`) in the order of its model file's tensors (both come from the same model's parameters()),
+ * and a moment is cut like its parameter: the same join applies.
+ */
+export function loadWholeOptimizer(checkpoint: string): { step: number; moments: Record<string, Tensor> } {
+  const models = shardFiles(checkpoint, "model");
+  const optimizers = shardFiles(checkpoint, "optimizer");
+  if (optimizers.length !== models.length || optimizers[0]!.length !== models[0]!.length)
+    throw new CheckpointError(`${checkpoint}: its optimizer files do not match its model files`);
+  const moments: Record<string, Tensor> = {};
+  let step = -1;
+  optimizers.forEach((stage, p) => {
+    const files = stage.map((f, t) => {
+      const opt = loadSafetensors(f);
+      const names = Object.keys(loadSafetensors(models[p]![t]!).tensors);
+      if (Object.keys(opt.tensors).length !== 2 * names.length)
         throw new CheckpointError(
-          `${checkpoint}: ${name} reassembles to [${whole.shape}], the config says [${expected ?? "no such parameter"}]`,
+          `${f}: ${Object.keys(opt.tensors).length} moments for ${names.length} parameters`,
         );
-      weights[name] = whole;
-    }
+      step = Number(opt.metadata.step);
+      const named: Record<string, Tensor> = {};
+      names.forEach((name, i) => {
+        for (const key of ["exp_avg", "exp_avg_sq"]) {
+          const m = opt.tensors[`state.${i}.${key}`];
+          if (!m) throw new CheckpointError(`${f}: state.${i}.${key} is missing`);
+          named[`${name}.${key}`] = m;
+        }
+      });
+      return named;
+    });
+    Object.assign(
+      moments,
+      joinStage(checkpoint, files, (n) => n.replace(/\.exp_avg(_sq)?$/, "")),
+    );
+  });
+  if (!Number.isInteger(step) || step < 0)
+    throw new CheckpointError(`${checkpoint}: the optimizer files have no step count`);
+  return { step, moments };
+}
+
+/** The whole tensors of a checkpoint's model files: the stages unioned, the tp slices joined. */
+export function joinModelShards(checkpoint: string): Record<string, Tensor> {
+  const weights: Record<string, Tensor> = {};
+  for (const stage of shardFiles(checkpoint, "model"))
+    Object.assign(
+      weights,
+      joinStage(
+        checkpoint,
+        stage.map((f) => loadSafetensors(f).tensors),
+        (n) => n,
+      ),
+    );
+  return weights;
+}
+
+/** The checkpoint's whole model, tutorial names, from its (tp, pp) shards; and its model config. */
+export function loadWholeModel(checkpoint: string): { config: ModelConfig; weights: Record<string, Tensor> } {
+  const config = checkpointConfig(checkpoint);
+  const want = expectedShapes(config);
+  const weights = joinModelShards(checkpoint);
+  for (const [name, whole] of Object.entries(weights)) {
+    const expected = want[name];
+    if (!expected || expected.join() !== whole.shape.join())
+      throw new CheckpointError(
+        `${checkpoint}: ${name} reassembles to [${whole.shape}], the config says [${expected ?? "no such parameter"}]`,
+      );
   }
   const missing = Object.keys(want).filter((n) => !(n in weights));
   if (missing.length) throw new CheckpointError(`${checkpoint}: no shard holds ${missing.join(", ")}`);

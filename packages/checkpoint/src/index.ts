@@ -14,6 +14,7 @@ import fs from "node:fs";
 import path from "node:path";
 import { UsageError } from "@picotron/argparse";
 import { loadSafetensors, saveSafetensors, type nn, type optim, Tensor } from "@picotron/tensor";
+import { describeLayout, fingerprintDiff, loadResharded } from "./reshard.ts";
 
 export interface TrainingState {
   step: number;
@@ -21,7 +22,7 @@ export interface TrainingState {
   dataloader: { next_sample: number };
   /** The only randomness: the init is a function of (seed, name) and training draws no random numbers. */
   seed: number;
-  /** What must match to resume: model config and parallel layout. */
+  /** What must match to resume: model config, seq_len, global batch (a different layout is re-sharded). */
   fingerprint: Record<string, unknown>;
 }
 
@@ -122,10 +123,13 @@ export function latestCheckpoint(saveDir: string): string | null {
   return completeCheckpoints(saveDir)[0] ?? null;
 }
 
-/** A checkpoint of another run (model or layout): resuming from an older one of it would be as wrong. */
+/** A checkpoint of another run (model, seq_len, batch): resuming from an older one of it would be as wrong. */
 export class CheckpointMismatchError extends CheckpointError {}
 
-/** Loads this rank's shard into the model and optimizer; returns the training state to continue from. */
+/**
+ * Loads this rank's shard into the model and optimizer; returns the training state to continue from. A
+ * checkpoint of another layout of the same model (only the fingerprint's `layout` differs) is re-sharded.
+ */
 export function loadCheckpoint(
   dir: string,
   shard: Shard,
@@ -151,12 +155,18 @@ export function loadCheckpoint(
       `${stateFile}: missing step, dataloader position or fingerprint: not a picotron-ts checkpoint`,
     );
   }
-  const want = JSON.stringify(fingerprint);
-  const have = JSON.stringify(state.fingerprint);
-  if (want !== have) {
+  // the same model in another layout is re-sharded; anything else (model, seq_len, batch) is another run
+  const diff = fingerprintDiff(fingerprint, state.fingerprint);
+  const other = diff.filter((d) => d.field !== "layout");
+  if (other.length) {
+    const what = other.map((d) => `${d.field} ${d.here} here, ${d.checkpoint} in the checkpoint`);
     throw new CheckpointMismatchError(
-      `${dir} was saved by a different run configuration:\n  checkpoint: ${have}\n  this run:   ${want}`,
+      `${dir} was saved by a different run configuration: ${what.join("; ")}`,
     );
+  }
+  if (diff.length) {
+    loadResharded(dir, model, optimizer);
+    return state;
   }
   const weights = loadSafetensors(path.join(dir, `model_${shard.name}.safetensors`)).tensors;
   try {
@@ -270,7 +280,8 @@ export class CheckpointManager {
   /**
    * Loads the newest valid checkpoint into the model and optimizer; returns its folder and training state.
    * A damaged one (unreadable state, a truncated or missing shard on any rank) is skipped with a warning
-   * naming it, for the one before; every rank agrees on which. Another run's checkpoint is refused.
+   * naming it, for the one before; every rank agrees on which. One of another layout is re-sharded (a line
+   * on rank 0 says so); another run's is refused.
    */
   load_checkpoint(model: nn.Module, optimizer: optim.AdamW): { dir: string; state: TrainingState } {
     if (this.world.rank === 0) removeLeftovers(this.save_dir);
@@ -286,7 +297,14 @@ export class CheckpointManager {
       }
       const ok = new Int32Array([state ? 1 : 0]);
       this.world.allreduce(ok, "min"); // every rank's shard must have loaded
-      if (state && ok[0] === 1) return { dir, state };
+      if (state && ok[0] === 1) {
+        const [from, to] = [state.fingerprint.layout, this.fingerprint.layout];
+        if (this.world.rank === 0 && JSON.stringify(from) !== JSON.stringify(to))
+          console.log(
+            `resumed from a ${describeLayout(from)} checkpoint: re-sharded for ${describeLayout(to)}`,
+          );
+        return { dir, state };
+      }
       if (problem) console.warn(`warning: skipping damaged checkpoint ${dir}: ${problem.split("\n")[0]}`);
     }
     throw new CheckpointError(

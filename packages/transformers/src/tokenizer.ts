@@ -14,6 +14,8 @@ export interface Tokenizer {
   /** Appended after every document when not null. */
   readonly eosId: number | null;
   encode(text: string): Int32Array;
+  /** The text of token ids (generation's output); special tokens such as EOS are left out. */
+  decode(ids: ArrayLike<number>): string;
 }
 
 /** The user's data or tokenizer cannot be used: one line, no stack (a UsageError). */
@@ -46,6 +48,10 @@ const bytesTokenizer: Tokenizer = {
     const ids = new Int32Array(bytes.length);
     ids.set(bytes); // a native widening copy: several hundred MB/s
     return ids;
+  },
+  decode(ids: ArrayLike<number>): string {
+    // ids of a padded vocabulary's rows (257..) and EOS are no bytes; a cut multi-byte character becomes U+FFFD
+    return new TextDecoder().decode(Uint8Array.from(Array.from(ids).filter((id) => id >= 0 && id < 256)));
   },
 };
 
@@ -80,6 +86,7 @@ export async function loadTokenizer(
 interface HfTokenizer {
   eos_token_id?: number | null;
   encode(text: string, opts: { add_special_tokens: boolean }): number[];
+  decode(ids: number[], opts: { skip_special_tokens: boolean }): string;
   get_vocab(): Map<string, number> | Record<string, number>;
 }
 
@@ -168,5 +175,6 @@ function wrap(name: string, tok: HfTokenizer): Tokenizer {
     eosId: typeof eos === "number" ? eos : null,
     // no BOS/EOS from the tokenizer's post-processor: the dataloader puts one EOS between documents
     encode: (text) => Int32Array.from(tok.encode(text, { add_special_tokens: false })),
+    decode: (ids) => tok.decode(Array.from(ids), { skip_special_tokens: true }),
   };
 }
