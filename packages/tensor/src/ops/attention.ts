@@ -3,7 +3,8 @@
 // queries of one KV group are laid out as [batch, kv_heads, rep * seq, head_dim] and multiply that
 // group's K/V directly; dK/dV then sum over the group for free.
 import { kernel, type TypedGraph } from "../kernels/ort.ts";
-import { Tensor, withGrad, shapeStr } from "../tensor.ts";
+import { Tensor, shapeStr } from "../tensor.ts";
+import { withGrad } from "../autograd.ts";
 import { uninitialized } from "./alloc.ts";
 
 const masks = new Map<number, Float32Array>();

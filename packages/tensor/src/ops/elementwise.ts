@@ -2,7 +2,8 @@
 // activation read from memory into a fresh output (0.6 against 1.7 ms), and exp-heavy SwiGLU's Sigmoid ~5x
 // faster than Math.exp.
 import { kernel } from "../kernels/ort.ts";
-import { Tensor, withGrad, shapeStr } from "../tensor.ts";
+import { Tensor, shapeStr } from "../tensor.ts";
+import { withGrad } from "../autograd.ts";
 import { uninitialized } from "./alloc.ts";
 
 function sameShape(op: string, a: Tensor, b: Tensor): void {

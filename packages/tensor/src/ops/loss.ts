@@ -5,7 +5,8 @@
 // each row's max logit and max of P / count, which give the log-sum-exp without underflow:
 //   lse = max_x - log(max_p)   (max_p = exp(max_x - lse) >= 1/vocab),   loss_i = lse_i - x[i, target_i].
 import { kernel } from "../kernels/ort.ts";
-import { Tensor, withGrad, shapeStr } from "../tensor.ts";
+import { Tensor, shapeStr } from "../tensor.ts";
+import { withGrad } from "../autograd.ts";
 import { uninitialized } from "./alloc.ts";
 import { binaryArrays } from "./elementwise.ts";
 

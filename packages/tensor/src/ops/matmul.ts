@@ -1,7 +1,8 @@
 // Matrix products on onnxruntime's MLAS kernels: Gemm for linear layers (transposes are flags, not
 // copies), MatMul for batched products.
 import { kernel } from "../kernels/ort.ts";
-import { Tensor, withGrad, shapeStr, numelOf } from "../tensor.ts";
+import { Tensor, shapeStr, numelOf } from "../tensor.ts";
+import { withGrad } from "../autograd.ts";
 import { uninitialized } from "./alloc.ts";
 
 function f32(t: Tensor): Float32Array {

@@ -2,7 +2,8 @@
 // statistic (in float64) and the output; unfused in ORT it would take five kernels and their temporaries.
 // The loops live in top-level functions: V8 optimizes them once with stable types, where the same loops
 // inside the op's closures ran 2-3x slower in a training step (measured).
-import { Tensor, withGrad, shapeStr } from "../tensor.ts";
+import { Tensor, shapeStr } from "../tensor.ts";
+import { withGrad } from "../autograd.ts";
 import { uninitialized } from "./alloc.ts";
 
 export function rmsNorm(x: Tensor, weight: Tensor, eps: number): Tensor {

@@ -1,7 +1,8 @@
 // Reductions to a scalar, in ORT (its vectorized ReduceSum measured ~8x faster than a TS loop; see
 // kernels.bench.ts).
 import { kernel } from "../kernels/ort.ts";
-import { Tensor, withGrad, full } from "../tensor.ts";
+import { Tensor, full } from "../tensor.ts";
+import { withGrad } from "../autograd.ts";
 
 function reduceAll(a: Tensor): number {
   if (a.dtype !== "float32") throw new TypeError(`sum/mean: expected a float32 tensor, got ${a.dtype}`);
