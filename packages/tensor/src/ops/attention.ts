@@ -89,7 +89,7 @@ export function causalAttention(q: Tensor, k: Tensor, v: Tensor): Tensor {
   const qv = q.values() as Float32Array;
   const kv = k.values() as Float32Array;
   const vv = v.values() as Float32Array;
-  kernel(`Attention|${qShape}|${kvShape}`, (g) => {
+  kernel((g) => {
     const qg = toGrouped(g, g.input("q", "float32", qShape), dims, s, nh);
     const kT = g.op("Transpose", [g.input("k", "float32", kvShape)], { perm: [0, 2, 3, 1] }); // [b, kv, d, s]
     const vg = toGrouped(g, g.input("v", "float32", kvShape), dims, s, nkv);
@@ -119,7 +119,7 @@ export function causalAttention(q: Tensor, k: Tensor, v: Tensor): Tensor {
     const dq = uninitialized(q.numel);
     const dk = uninitialized(k.numel);
     const dv = uninitialized(v.numel);
-    kernel(`AttentionBackward|${qShape}|${kvShape}`, (g) => {
+    kernel((g) => {
       const qg = toGrouped(g, g.input("q", "float32", qShape), dims, s, nh); // [b, kv, rep*s, d]
       const kg = toGrouped(g, g.input("k", "float32", kvShape), dims, s, nkv); // [b, kv, s, d]
       const vg = toGrouped(g, g.input("v", "float32", kvShape), dims, s, nkv);

@@ -26,7 +26,7 @@ export function binaryArrays(
   const n = x.length;
   const yShape = typeof y === "number" ? [] : [n];
   const out = uninitialized(n);
-  kernel(`${op}|${n}|${yShape.length}`, (g) => {
+  kernel((g) => {
     g.output(g.op(op, [g.input("x", "float32", [n]), g.input("y", "float32", yShape)]), "float32", [n]);
   }).run(
     [
@@ -65,14 +65,14 @@ export function scale(a: Tensor, s: number): Tensor {
 export function silu(x: Tensor): Tensor {
   const n = x.numel;
   const out = uninitialized(n);
-  kernel(`Silu|${n}`, (g) => {
+  kernel((g) => {
     const a = g.input("x", "float32", [n]);
     g.output(g.op("Mul", [a, g.op("Sigmoid", [a])]), "float32", [n]);
   }).run([{ data: f32(x), shape: [n] }], [{ data: out, shape: [n] }]);
   return withGrad(new Tensor(out, x.shape), "Silu", [x], (grad) => {
     // d silu / dx = s * (1 + x * (1 - s)),  s = sigmoid(x)
     const dx = uninitialized(n);
-    kernel(`SiluBackward|${n}`, (g) => {
+    kernel((g) => {
       const a = g.input("x", "float32", [n]);
       const dy = g.input("dy", "float32", [n]);
       const s = g.op("Sigmoid", [a]);
@@ -95,7 +95,7 @@ export function swiglu(gate: Tensor, up: Tensor): Tensor {
   sameShape("swiglu", gate, up);
   const n = gate.numel;
   const out = uninitialized(n);
-  kernel(`SwiGLU|${n}`, (g) => {
+  kernel((g) => {
     const a = g.input("gate", "float32", [n]);
     const u = g.input("up", "float32", [n]);
     g.output(g.op("Mul", [g.op("Mul", [a, g.op("Sigmoid", [a])]), u]), "float32", [n]);
@@ -110,7 +110,7 @@ export function swiglu(gate: Tensor, up: Tensor): Tensor {
     // d/dgate = dy * up * s * (1 + gate * (1 - s)),  d/dup = dy * gate * s
     const dGate = uninitialized(n);
     const dUp = uninitialized(n);
-    kernel(`SwiGLUBackward|${n}`, (g) => {
+    kernel((g) => {
       const a = g.input("gate", "float32", [n]);
       const u = g.input("up", "float32", [n]);
       const dy = g.input("dy", "float32", [n]);

@@ -32,7 +32,7 @@ export function crossEntropy(logits: Tensor, targets: Tensor, ignoreIndex = -100
   const grad = uninitialized(n * vocab);
   const maxLogit = new Float32Array(n);
   const maxScaled = new Float32Array(n);
-  kernel(`CrossEntropy|${n}|${vocab}`, (g) => {
+  kernel((g) => {
     const l = g.input("logits", "float32", [n, vocab]);
     const p = g.op("Mul", [g.op("Softmax", [l], { axis: -1 }), g.input("scale", "float32", [])]);
     g.output(p, "float32", [n, vocab]);

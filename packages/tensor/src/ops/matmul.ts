@@ -23,7 +23,7 @@ export function gemm(
   const out = uninitialized(m * n);
   const aShape = transA ? [k, m] : [m, k];
   const bShape = transB ? [n, k] : [k, n];
-  kernel(`Gemm|${aShape}|${bShape}|${+transA}${+transB}`, (g) => {
+  kernel((g) => {
     const x = g.input("a", "float32", aShape);
     const y = g.input("b", "float32", bShape);
     g.output(g.op("Gemm", [x, y], { transA: +transA, transB: +transB }), "float32", [m, n]);
@@ -51,7 +51,7 @@ const BLOCK = 512;
 /** [rows, cols] -> [cols, rows], in ORT (vectorized; a graph of its own so it is not fused into a Gemm). */
 function transpose2d(a: Float32Array, rows: number, cols: number): Float32Array {
   const out = uninitialized(rows * cols);
-  kernel(`Transpose2D|${rows}|${cols}`, (g) => {
+  kernel((g) => {
     g.output(g.op("Transpose", [g.input("a", "float32", [rows, cols])], { perm: [1, 0] }), "float32", [
       cols,
       rows,
@@ -74,7 +74,7 @@ function wideLinearBackward(
   const rowsOf = (a: Float32Array, [s, size]: [number, number]) => a.subarray(s * inF, (s + size) * inF);
   const dx = needDx ? uninitialized(m * inF) : null;
   const dw = needDw ? uninitialized(outF * inF) : null;
-  kernel(`LinearBackwardWide|${m}|${inF}|${outF}|${+needDx}${+needDw}`, (g) => {
+  kernel((g) => {
     const d = g.input("dy", "float32", [m, outF]);
     const xT = needDw ? g.input("xT", "float32", [inF, m]) : "";
     const ws = needDx ? parts.map(([, size], i) => g.input(`w${i}`, "float32", [size, inF])) : [];
@@ -185,7 +185,7 @@ function bmm(
   transB: boolean,
 ): void {
   const perm = (nd: number) => [...Array(nd - 2).keys(), nd - 1, nd - 2];
-  kernel(`BMM|${aShape}|${bShape}|${+transA}${+transB}`, (g) => {
+  kernel((g) => {
     let x = g.input("a", "float32", aShape);
     let y = g.input("b", "float32", bShape);
     if (transA) x = g.op("Transpose", [x], { perm: perm(aShape.length) });

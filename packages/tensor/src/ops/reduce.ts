@@ -8,7 +8,7 @@ function reduceAll(a: Tensor): number {
   if (a.dtype !== "float32") throw new TypeError(`sum/mean: expected a float32 tensor, got ${a.dtype}`);
   const n = a.numel;
   const out = new Float32Array(1);
-  kernel(`SumAll|${n}`, (g) => {
+  kernel((g) => {
     g.output(
       g.op("ReduceSum", [g.input("x", "float32", [n]), g.constInt64([0])], { keepdims: 0 }),
       "float32",
