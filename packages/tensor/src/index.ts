@@ -11,6 +11,16 @@ export {
 } from "./autograd.ts";
 export { Generator, fillRandom, type Distribution } from "./random.ts";
 export { setNumThreads, getNumThreads, kernelCacheSize } from "./kernels/ort.ts";
+export {
+  setGemmBackend,
+  getGemmBackend,
+  gemmBackendSummary,
+  gemmChoices,
+  measureGemmShape,
+  type GemmMode,
+  type GemmChoice,
+} from "./kernels/gemm.ts";
+export { blasDescription } from "./kernels/blas.ts";
 export { measurePeakFlops } from "./peak.ts";
 export { profile, ProfileReport, type ProfileRow } from "./profiler.ts";
 export { loadSafetensors, saveSafetensors, serializeSafetensors, SafetensorsError } from "./safetensors.ts";
