@@ -58,6 +58,24 @@ export const ins = {
   /** Loads/stores 16 bytes at (address on the stack) + offset, 16-byte aligned. */
   v128Load: (offset: number) => [...simd(0), 4, ...uleb(offset)],
   v128Store: (offset: number) => [...simd(11), 4, ...uleb(offset)],
+  /** A 4-lane constant, every lane `v`. */
+  v128ConstF32: (v: number) => [
+    ...simd(12),
+    ...[0, 1, 2, 3].flatMap(() => [...new Uint8Array(Float32Array.of(v).buffer)]),
+  ],
+  f32x4ExtractLane: (lane: number) => [...simd(31), lane],
+  f32Add: [0x92],
+  f32Div: [0x95],
+  f32Max: [0x97],
+  /** Stores the f32 on the stack at (address on the stack) + offset, 4-byte aligned. */
+  f32Store: (offset: number) => [0x38, 2, ...uleb(offset)],
+  f32x4Nearest: simd(106),
+  i32x4Splat: simd(17),
+  i32x4Shl: simd(171),
+  i32x4Add: simd(174),
+  f32x4Min: simd(232),
+  f32x4Max: simd(233),
+  i32x4TruncSatF32x4S: simd(248),
   f32x4Splat: simd(19),
   f32x4Sqrt: simd(227),
   f32x4Add: simd(228),

@@ -3,7 +3,7 @@
 // faster than Math.exp.
 import { kernel } from "../kernels/ort.ts";
 import { Tensor, shapeStr } from "../tensor.ts";
-import { withGrad } from "../autograd.ts";
+import { setGradientAdder, withGrad } from "../autograd.ts";
 import { uninitialized } from "./alloc.ts";
 
 function sameShape(op: string, a: Tensor, b: Tensor): void {
@@ -37,6 +37,8 @@ export function binaryArrays(
   );
   return out;
 }
+
+setGradientAdder((a, b) => binaryArrays("Add", a, b));
 
 export function add(a: Tensor, b: Tensor): Tensor {
   sameShape("add", a, b);

@@ -132,6 +132,9 @@ describe("forward values", () => {
     expect(F.linear(x, w).toArray()).toEqual([1, 3, 3, 7]);
     const loss = F.cross_entropy(tensor([0, 0], [1, 2]), tensor([1], [1], "int32"));
     expect(loss.item()).toBeCloseTo(Math.log(2), 6);
+    // row 1: the target's probability underflows float32 (e^-200), its loss is still 200; row 2: loss ~0
+    const far = F.cross_entropy(tensor([0, -200, 10, -300], [2, 2]), tensor([1, 0], [2], "int32"));
+    expect(far.item()).toBeCloseTo(200 / 2, 4);
     const n = F.rms_norm(tensor([3, 4], [1, 2]), tensor([1, 2]), 0);
     const rms = Math.sqrt(12.5);
     expect(n.toArray()[0]).toBeCloseTo(3 / rms, 6);
