@@ -29,7 +29,7 @@ import {
   torchAvailable,
   torchRound,
   type TorchEnv,
-} from "./torch_anchor.ts";
+} from "./torch_anchor.bench.ts";
 
 // "bench": SmolLM-135M's shapes with 4 layers (the anchor script's config of the same name)
 const BENCH: LlamaConfig = {

@@ -1,3 +1,4 @@
+// Bench tooling (named *.bench.ts, like the bench itself, so the step diffs leave it out).
 // The bench's PyTorch side (../shared/anchors/torch_llama.py, run by /usr/bin/python3 when torch is
 // installed), on OpenBLAS's best kernels for this CPU: an inherited OPENBLAS_CORETYPE (e.g. Haswell, the
 // AVX2 kernels) would hold PyTorch back on an AVX-512 CPU, and OPENBLAS_L2_SIZE would mistune its blocking.
