@@ -87,18 +87,14 @@ describe("bytes tokenizer", () => {
     expect((await loadTokenizer(undefined, ".", dir)).name).toBe("bytes");
   });
 
-  it("encodes at least 100 MB/s", async () => {
+  it("encodes a large text whole, one id per byte", async () => {
+    // (its speed is measured by no test: speeds are benchmark output, never test assertions)
     const tok = await loadTokenizer("bytes", "unused", dir);
     const text = "Once upon a time, there was a little fox. ".repeat(200_000); // 8.4 MB
-    // CPU time, best of 5: other processes sharing the cores would make wall time flaky
-    let best = Infinity;
-    for (let i = 0; i < 5; i++) {
-      const start = process.cpuUsage();
-      expect(tok.encode(text)).toHaveLength(text.length);
-      const used = process.cpuUsage(start);
-      best = Math.min(best, (used.user + used.system) / 1e6);
-    }
-    expect(text.length / 1e6 / best).toBeGreaterThan(100);
+    const ids = tok.encode(text);
+    expect(ids).toHaveLength(text.length);
+    expect(ids[0]).toBe("O".charCodeAt(0));
+    expect(ids[ids.length - 1]).toBe(" ".charCodeAt(0));
   });
 });
 
