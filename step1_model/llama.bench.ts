@@ -3,6 +3,7 @@
 //   pnpm bench [-- --steps 4 --rounds 2 --threads 1 --gemm auto]
 //   pnpm bench -- --compare-gemm   each round runs auto, ort (MLAS) and blas (OpenBLAS), then PyTorch
 //   pnpm bench -- --profile        where one step's time goes, op by op (forward and backward)
+//   pnpm bench -- --remeasure-gemm forgets this host's stored GEMM choices (for this thread count) first
 // PyTorch runs on OpenBLAS's best kernels for the CPU (see torch_anchor.ts); our OpenBLAS gets the same
 // environment.
 import os from "node:os";
@@ -17,6 +18,7 @@ import {
   measurePeakFlops,
   optim,
   profile,
+  remeasureGemmChoices,
   setGemmBackend,
   setNumThreads,
 } from "@picotron/tensor";
@@ -55,6 +57,7 @@ const args = yargs(argv)
     seq: { type: "number", default: 256 },
     gemm: { choices: ["auto", "ort", "blas"], default: "auto", describe: "GEMM backend (auto: per shape)" },
     "compare-gemm": { type: "boolean", default: false, describe: "each round: auto, ort and blas" },
+    "remeasure-gemm": { type: "boolean", default: false, describe: "measure the GEMM choices again" },
     torch: { type: "boolean", default: true, describe: "also measure PyTorch (--no-torch to skip)" },
     profile: { type: "boolean", default: false, describe: "print one step's time per op instead" },
   })
@@ -69,6 +72,7 @@ for (const v of torchEnv?.removed ?? []) delete process.env[v];
 
 setNumThreads(args.threads);
 setGemmBackend(args.gemm);
+if (args["remeasure-gemm"]) remeasureGemmChoices();
 const config = { ...BENCH, max_position_embeddings: args.seq };
 const tokensPerStep = args.mbs * args.seq;
 

@@ -17,6 +17,7 @@ export {
   gemmBackendSummary,
   gemmChoices,
   measureGemmShape,
+  remeasureGemmChoices,
   type GemmMode,
   type GemmChoice,
 } from "./kernels/gemm.ts";

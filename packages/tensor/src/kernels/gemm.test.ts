@@ -4,7 +4,14 @@ import path from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { F, Tensor, gradcheck } from "../index.ts";
 import { blasAvailable } from "./blas.ts";
-import { gemmBackendSummary, gemmChoices, gemmInto, getGemmBackend, setGemmBackend } from "./gemm.ts";
+import {
+  gemmBackendSummary,
+  gemmChoices,
+  gemmInto,
+  getGemmBackend,
+  remeasureGemmChoices,
+  setGemmBackend,
+} from "./gemm.ts";
 import { storedOrMeasured, storePath, type GemmChoice } from "./gemm_store.ts";
 
 // Choices measured here go to a scratch store, not the user's.
@@ -79,6 +86,13 @@ describe("GEMM backends", () => {
     >;
     expect(Object.values(stored).some((host) => host[key]?.backend === choice.backend)).toBe(true);
     expect(gemmBackendSummary()).toMatch(/^gemm auto \(per shape, measured once per host\): OpenBLAS/);
+    remeasureGemmChoices(); // forgets them: stored and in this process
+    expect(gemmChoices().size).toBe(0);
+    const after = JSON.parse(fs.readFileSync(storePath(), "utf8")) as Record<
+      string,
+      Record<string, GemmChoice>
+    >;
+    expect(Object.values(after).some((host) => key in host)).toBe(false);
   });
 
   it("measures a signature once, then reads the stored answer", () => {

@@ -7,7 +7,13 @@ import os from "node:os";
 import { kernel, getNumThreads } from "./ort.ts";
 import { ortVersion } from "./ort_binding.ts";
 import { blasAvailable, blasDescription, blasGemm, blasOrReason } from "./blas.ts";
-import { storedChoices, storedOrMeasured, type GemmBackend, type GemmChoice } from "./gemm_store.ts";
+import {
+  forgetChoices,
+  storedChoices,
+  storedOrMeasured,
+  type GemmBackend,
+  type GemmChoice,
+} from "./gemm_store.ts";
 
 export type GemmMode = "auto" | GemmBackend;
 export type { GemmBackend, GemmChoice };
@@ -175,6 +181,15 @@ export function measureGemmShape(key: string): { ort_gflops: number; blas_gflops
     blasGemm(a, b, out, [sig.m, sig.k, sig.n], sig.transA, sig.transB),
   );
   return { ort_gflops: gflops(ortS), blas_gflops: gflops(blasS) };
+}
+
+/**
+ * Measures every shape again from its next product on: forgets this host's stored choices (for the
+ * current thread count) and this process's. Results change with the choices, so only a bench calls this.
+ */
+export function remeasureGemmChoices(): void {
+  forgetChoices(hostKey());
+  used.clear();
 }
 
 /** The choices this process has used: signature -> backend and the GFLOP/s each measured on this host. */

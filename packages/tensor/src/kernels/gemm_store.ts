@@ -88,3 +88,16 @@ export function storedOrMeasured(host: string, signature: string, measure: () =>
     return choice;
   });
 }
+
+/** Forgets the stored choices of `host` (the next product of each shape measures again). */
+export function forgetChoices(host: string): void {
+  const file = storePath();
+  withLock(file, () => {
+    const store = readStore(file);
+    if (!(host in store)) return;
+    delete store[host];
+    const tmp = `${file}.${process.pid}.tmp`;
+    fs.writeFileSync(tmp, JSON.stringify(store, null, 1));
+    fs.renameSync(tmp, file);
+  });
+}
