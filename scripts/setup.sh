@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# One-time set-up on Debian/Ubuntu: system packages (OpenMPI), pnpm, then the workspace install
-# (which also compiles the MPI addon). Safe to run again.
+# One-time set-up on Debian/Ubuntu: system packages (OpenMPI, OpenBLAS), pnpm, then the workspace install
+# (which also compiles the MPI and BLAS addons). Safe to run again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -13,6 +13,8 @@ command -v g++ >/dev/null 2>&1 || missing+=(g++ make python3)
 # the cross-host test (scripts/hosts.test.ts): network namespaces, the launch agent (setpriv, unshare)
 command -v ip >/dev/null 2>&1 || missing+=(iproute2)
 command -v setpriv >/dev/null 2>&1 && command -v unshare >/dev/null 2>&1 || missing+=(util-linux)
+# OpenBLAS: the second GEMM the tensor library measures against onnxruntime's (optional; small)
+pkg-config --exists openblas 2>/dev/null || missing+=(libopenblas-dev pkg-config)
 # the dashboard's browser test runs Debian's chromium (playwright-core never downloads a browser here)
 [ -x /usr/bin/chromium ] || missing+=(chromium)
 if [ ${#missing[@]} -gt 0 ]; then

@@ -1,17 +1,37 @@
-// pnpm bench: fwd + bwd + AdamW throughput of the Llama on one CPU thread, next to PyTorch's on the same
-// work (../shared/anchors/torch_llama.py bench, when python3-torch is installed), runs alternating.
-//   pnpm bench [-- --steps 4 --rounds 2 --threads 1]
-//   pnpm bench -- --profile      where one step's time goes, op by op (forward and backward)
-import { execFileSync } from "node:child_process";
-import fs from "node:fs";
-import path from "node:path";
-import { fileURLToPath } from "node:url";
+// pnpm bench: fwd + bwd + AdamW throughput of the Llama, next to PyTorch's on the same work
+// (../shared/anchors/torch_llama.py bench, when python3-torch is installed), rounds alternating.
+//   pnpm bench [-- --steps 4 --rounds 2 --threads 1 --gemm auto]
+//   pnpm bench -- --compare-gemm   each round runs auto, ort (MLAS) and blas (OpenBLAS), then PyTorch
+//   pnpm bench -- --profile        where one step's time goes, op by op (forward and backward)
+//   pnpm bench -- --remeasure-gemm forgets this host's stored GEMM choices (for this thread count) first
+// PyTorch runs on OpenBLAS's best kernels for the CPU (see torch_anchor.ts); our OpenBLAS gets the same
+// environment.
+import os from "node:os";
 import yargs from "yargs";
 import { hideBin } from "yargs/helpers";
-import { Generator, measurePeakFlops, optim, profile, setNumThreads } from "@picotron/tensor";
+import {
+  Generator,
+  blasDescription,
+  gemmBackendSummary,
+  gemmChoices,
+  measureGemmShape,
+  measurePeakFlops,
+  optim,
+  profile,
+  remeasureGemmChoices,
+  setGemmBackend,
+  setNumThreads,
+} from "@picotron/tensor";
 import type { LlamaConfig } from "@picotron/transformers";
 import { Llama, lossFn } from "./model.ts";
 import { randint } from "./utils.ts";
+import {
+  OPENBLAS_OVERRIDES,
+  fairTorchEnv,
+  torchAvailable,
+  torchRound,
+  type TorchEnv,
+} from "./torch_anchor.bench.ts";
 
 // "bench": SmolLM-135M's shapes with 4 layers (the anchor script's config of the same name)
 const BENCH: LlamaConfig = {
@@ -35,13 +55,24 @@ const args = yargs(argv)
     threads: { type: "number", default: 1 },
     mbs: { type: "number", default: 4 },
     seq: { type: "number", default: 256 },
+    gemm: { choices: ["auto", "ort", "blas"], default: "auto", describe: "GEMM backend (auto: per shape)" },
+    "compare-gemm": { type: "boolean", default: false, describe: "each round: auto, ort and blas" },
+    "remeasure-gemm": { type: "boolean", default: false, describe: "measure the GEMM choices again" },
     torch: { type: "boolean", default: true, describe: "also measure PyTorch (--no-torch to skip)" },
     profile: { type: "boolean", default: false, describe: "print one step's time per op instead" },
   })
   .strict()
   .parseSync();
 
+// PyTorch's environment first: when it drops OpenBLAS's overrides, ours drops them too, before our
+// OpenBLAS loads (on the first GEMM).
+const withTorch = args.torch && !args.profile && torchAvailable();
+const torchEnv: TorchEnv | null = withTorch ? fairTorchEnv(args.threads) : null;
+for (const v of torchEnv?.removed ?? []) delete process.env[v];
+
 setNumThreads(args.threads);
+setGemmBackend(args.gemm);
+if (args["remeasure-gemm"]) remeasureGemmChoices();
 const config = { ...BENCH, max_position_embeddings: args.seq };
 const tokensPerStep = args.mbs * args.seq;
 
@@ -74,6 +105,7 @@ function trainStep(): void {
   optimizer.step();
 }
 
+/** Seconds of each timed step (the first step of a round compiles kernels and is not counted). */
 function ourRound(): number[] {
   const times: number[] = [];
   for (let s = 0; s <= args.steps; s++) {
@@ -81,78 +113,58 @@ function ourRound(): number[] {
     trainStep();
     times.push((performance.now() - t) / 1e3);
   }
-  return times.slice(1); // the first step compiles kernels
+  return times.slice(1);
 }
 
 if (args.profile) {
   for (let s = 0; s < 3; s++) trainStep(); // compiles the kernels and lets the heap reach its size
+  console.log(gemmBackendSummary());
   console.log(profile(trainStep).table());
   process.exit(0);
 }
 
-const anchor = path.resolve(
-  path.dirname(fileURLToPath(import.meta.url)),
-  "..",
-  "..",
-  "shared",
-  "anchors",
-  "torch_llama.py",
-);
-function torchAvailable(): boolean {
-  if (!fs.existsSync(anchor)) return false;
-  try {
-    execFileSync("/usr/bin/python3", ["-c", "import torch"], { stdio: "ignore" });
-    return true;
-  } catch {
-    return false;
-  }
+const modes = args["compare-gemm"] ? ["auto", "ort", "blas"] : [args.gemm];
+// Peak: the best of the backends on a 1024^3 product.
+const peaks: Record<string, number> = {};
+for (const m of blasDescription() ? ["ort", "blas"] : ["ort"]) {
+  setGemmBackend(m);
+  peaks[m] = +(measurePeakFlops() / 1e9).toFixed(1);
 }
-function torchRound(): { step_s: number; tokens_per_s: number; impl: string } {
-  const out = execFileSync(
-    "/usr/bin/python3",
-    [
-      anchor,
-      "bench",
-      "--config",
-      "bench",
-      "--threads",
-      String(args.threads),
-      "--mbs",
-      String(args.mbs),
-      "--seq",
-      String(args.seq),
-      "--steps",
-      String(args.steps),
-    ],
-    {
-      env: {
-        ...process.env,
-        OPENBLAS_NUM_THREADS: String(args.threads),
-        OMP_NUM_THREADS: String(args.threads),
-      },
-      encoding: "utf8",
-    },
-  );
-  return JSON.parse(out.trim().split("\n").pop()!);
-}
-
-const peak = measurePeakFlops() / 1e9;
-const withTorch = args.torch && torchAvailable();
-const ours: number[] = [];
+const peak = Math.max(...Object.values(peaks));
+const ours: Record<string, number[][]> = Object.fromEntries(modes.map((m) => [m, []]));
 const theirs: number[] = [];
 let torchImpl = "";
 for (let r = 0; r < args.rounds; r++) {
-  ours.push(...ourRound());
-  if (withTorch) {
-    const t = torchRound();
+  for (const m of modes) {
+    setGemmBackend(m);
+    ours[m]!.push(ourRound());
+  }
+  if (torchEnv) {
+    const t = torchRound(torchEnv.env, args);
     theirs.push(t.step_s);
     torchImpl = t.impl;
   }
 }
+setGemmBackend(modes[0]!);
+const summary = gemmBackendSummary();
 
-const stepS = median(ours);
-const tps = tokensPerStep / stepS;
-const gflops = (tps * flopsPerToken(numParams)) / 1e9;
+const round4 = (x: number) => +x.toFixed(4);
+const cpu = os.cpus()[0]?.model ?? "?";
+console.log(`cpu: ${cpu}; ${args.threads} thread(s); ${summary}`);
+if (torchEnv) console.log(`pytorch: OpenBLAS core ${torchEnv.core}; ${torchEnv.note}`);
+const byMode: Record<string, unknown> = {};
+for (const m of modes) {
+  const stepS = median(ours[m]!.flat());
+  const tps = tokensPerStep / stepS;
+  byMode[m] = {
+    step_s: round4(stepS),
+    tokens_per_s: +tps.toFixed(1),
+    mfu: +((tps * flopsPerToken(numParams)) / 1e9 / peak).toFixed(3),
+    mfu_matmul_flops: +((tps * flopsPerToken(matmulParams)) / 1e9 / peak).toFixed(3),
+    rounds_step_s: ours[m]!.map((r) => r.map(round4)),
+  };
+}
+const primary = byMode[modes[0]!] as { step_s: number; tokens_per_s: number };
 const result: Record<string, unknown> = {
   impl: "picotron-ts",
   config: "bench",
@@ -160,25 +172,33 @@ const result: Record<string, unknown> = {
   threads: args.threads,
   mbs: args.mbs,
   seq: args.seq,
-  step_s: +stepS.toFixed(4),
-  tokens_per_s: +tps.toFixed(1),
-  gflops: +gflops.toFixed(1),
-  peak_gflops: +peak.toFixed(1),
-  mfu: +(gflops / peak).toFixed(3),
-  mfu_matmul_flops: +((tps * flopsPerToken(matmulParams)) / 1e9 / peak).toFixed(3),
+  gemm: summary,
+  ...primary,
+  peak_gflops: peak,
+  peak_gflops_by_backend: peaks,
+  by_gemm: byMode,
   peak_rss_mb: Math.round(process.resourceUsage().maxRSS / 1024),
 };
-if (withTorch) {
+if (torchEnv) {
   const torchStep = median(theirs);
   Object.assign(result, {
     torch_impl: torchImpl,
-    torch_step_s: +torchStep.toFixed(4),
+    torch_openblas_core: torchEnv.core,
+    torch_env: torchEnv.note,
+    torch_step_s: round4(torchStep),
     torch_tokens_per_s: +(tokensPerStep / torchStep).toFixed(1),
-    ratio_vs_torch: +(torchStep / stepS).toFixed(3),
+    torch_rounds_step_s: theirs.map(round4),
+    ratio_vs_torch: +(torchStep / primary.step_s).toFixed(3),
   });
 } else {
   result.torch = args.torch
     ? "not measured: /usr/bin/python3 with torch, or ../shared/anchors/torch_llama.py, is missing"
     : "skipped (--no-torch)";
+  if (OPENBLAS_OVERRIDES.some((v) => process.env[v]))
+    result.note = "OpenBLAS overrides kept (no PyTorch check)";
 }
+// Each GEMM shape of the step, measured again now on both libraries (GFLOP/s), and the stored choice.
+result.gemm_shapes = Object.fromEntries(
+  [...gemmChoices()].map(([key, c]) => [key, { chosen: c.backend, ...measureGemmShape(key) }]),
+);
 console.log(JSON.stringify(result));

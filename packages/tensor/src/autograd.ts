@@ -1,11 +1,11 @@
 // Reverse-mode autograd in the style of micrograd: every op output remembers a Node (its inputs and a
 // closure that maps the output's gradient to the inputs' gradients); backward() walks the graph in
 // reverse topological order. Leaves accumulate into .grad and then fire their post-accumulate hooks.
-import { Tensor } from "./tensor.ts";
+// Autograd knows tensors, never kernels: its only math is adding gradients, done in plain loops.
+import { Tensor, type GradNode } from "./tensor.ts";
 import { timed } from "./profiler.ts";
-import { binaryArrays } from "./ops/elementwise.ts";
 
-export class Node {
+export class Node implements GradNode {
   constructor(
     readonly name: string,
     /** The inputs that need a gradient (null where an input does not). */
@@ -136,9 +136,42 @@ export function backward(root: Tensor, gradOutput?: Tensor): void {
   }
 }
 
+/** a + b into a new array: a plain loop until the ops layer plugs in a vectorized kernel. */
+let addArrays = (a: Float32Array, b: Float32Array): Float32Array => {
+  const out = new Float32Array(a.length);
+  for (let i = 0; i < out.length; i++) out[i] = a[i]! + b[i]!;
+  return out;
+};
+
+/**
+ * Sets how two gradients are added. Autograd's only arithmetic is this sum (a tensor used twice, like the
+ * residual stream, gets the sum of both gradients); ops/elementwise.ts plugs in onnxruntime's Add, about
+ * 3x faster than the loop, so that autograd itself never depends on the kernel layer.
+ */
+export function setGradientAdder(add: (a: Float32Array, b: Float32Array) => Float32Array): void {
+  addArrays = add;
+}
+
 /** a + b in a new buffer (a and b may be shared with other nodes, so neither is reused). */
 function addGrads(a: Tensor, b: Tensor): Tensor {
-  return new Tensor(binaryArrays("Add", a.values() as Float32Array, b.values() as Float32Array), a.shape);
+  return new Tensor(addArrays(a.values() as Float32Array, b.values() as Float32Array), a.shape);
+}
+
+/** Wraps an op's output into the graph when gradients are on and some input needs one. */
+export function withGrad(
+  out: Tensor,
+  name: string,
+  inputs: readonly Tensor[],
+  backward: (grad: Tensor) => (Tensor | null)[],
+): Tensor {
+  if (!gradEnabled || !inputs.some((t) => t.requiresGrad)) return out;
+  out.requiresGrad = true;
+  out.gradFn = new Node(
+    name,
+    inputs.map((t) => (t.requiresGrad ? t : null)),
+    backward,
+  );
+  return out;
 }
 
 /** What a custom function's forward may stash for its backward (like PyTorch's ctx). */

@@ -30,7 +30,7 @@ const h = 1024 * 576;
 const pairs = Array.from({ length: 32 }, (_, k) =>
   [0, 1].map(() => Float32Array.from({ length: h }, (_, i) => Math.sin(i + k))),
 );
-const add = kernel(`bench-add|${h}`, (g) =>
+const add = kernel((g) =>
   g.output(g.op("Add", [g.input("x", "float32", [h]), g.input("y", "float32", [h])]), "float32", [h]),
 );
 rows.push([
@@ -46,7 +46,7 @@ rows.push([
   }) / pairs.length,
 ]);
 
-const swiglu = kernel(`bench-swiglu|${n}`, (g) => {
+const swiglu = kernel((g) => {
   const a = g.input("x", "float32", [n]);
   g.output(g.op("Mul", [g.op("Mul", [a, g.op("Sigmoid", [a])]), g.input("y", "float32", [n])]), "float32", [
     n,
@@ -63,7 +63,7 @@ rows.push([
 const [r, c] = [256, 49152 / 8]; // softmax rows of a vocabulary-sized projection (a slice, to keep it short)
 const logits = Float32Array.from({ length: r * c }, (_, i) => Math.sin(i));
 const probs = new Float32Array(r * c);
-const softmax = kernel(`bench-softmax|${r}|${c}`, (g) =>
+const softmax = kernel((g) =>
   g.output(g.op("Softmax", [g.input("x", "float32", [r, c])], { axis: -1 }), "float32", [r, c]),
 );
 rows.push([
@@ -82,7 +82,7 @@ rows.push([
 ]);
 
 const rowSum = new Float32Array(r);
-const reduce = kernel(`bench-rowsum|${r}|${c}`, (g) =>
+const reduce = kernel((g) =>
   g.output(
     g.op("ReduceSum", [g.input("x", "float32", [r, c]), g.constInt64([-1])], { keepdims: 0 }),
     "float32",

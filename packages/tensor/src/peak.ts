@@ -1,15 +1,16 @@
 // The CPU's peak matrix throughput, measured: MFU (model FLOPs utilization) needs a peak, and a CPU has no
-// datasheet number we can trust inside a VM. A large square MatMul in the same kernel library is the best
-// this machine does on one rank's threads.
+// datasheet number we can trust inside a VM. A large square product on the GEMM backend in use (in auto
+// mode the faster of MLAS and OpenBLAS for that shape) is the best this machine does on one rank's threads.
 import { Generator } from "./random.ts";
 import { gemm } from "./ops/matmul.ts";
 import { getNumThreads } from "./kernels/ort.ts";
+import { getGemmBackend } from "./kernels/gemm.ts";
 
 const cache = new Map<string, number>();
 
-/** FLOP/s of a 1024^3 MatMul (best of 5) with the current kernel thread count. */
+/** FLOP/s of a 1024^3 MatMul (best of 5) with the current kernel thread count and GEMM backend. */
 export function measurePeakFlops(n = 1024): number {
-  const key = `${n}|${getNumThreads()}`;
+  const key = `${n}|${getNumThreads()}|${getGemmBackend()}`;
   const cached = cache.get(key);
   if (cached) return cached;
   const gen = new Generator(0, "peak");

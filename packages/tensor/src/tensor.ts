@@ -1,7 +1,16 @@
 // The Tensor: a typed storage plus shape/strides/offset (so reshape/transpose/narrow are views), and the
-// autograd fields (requiresGrad, grad, gradFn). Math lives in ops/; the methods here delegate to it.
-import { Node, backward as runBackward, isGradEnabled } from "./autograd.ts";
-import * as ops from "./ops/index.ts";
+// autograd fields (requiresGrad, grad, gradFn). This file imports nothing at run time, so the import graph
+// has no cycles: tensor.ts <- autograd.ts <- ops/ (which run kernels/) <- methods.ts. The math methods
+// (x.add(y), x.backward(), ...) are declared and attached to the prototype in methods.ts.
+
+/** What autograd records on an op's output (autograd.ts's Node): its inputs and its backward closure. */
+export interface GradNode {
+  readonly name: string;
+  /** The inputs that need a gradient (null where an input does not). */
+  readonly inputs: readonly (Tensor | null)[];
+  /** Maps the output's gradient to the inputs'; set to null once used, which frees its saved tensors. */
+  backwardFn: ((grad: Tensor) => (Tensor | null)[]) | null;
+}
 
 export type DType = "float32" | "int32";
 export type Storage = Float32Array | Int32Array;
@@ -41,7 +50,7 @@ export class Tensor {
   /** Accumulated gradient (leaves, and non-leaves that called retainGrad()). */
   grad: Tensor | null = null;
   /** The op that produced this tensor, null for leaves. */
-  gradFn: Node | null = null;
+  gradFn: GradNode | null = null;
   /** Set by retainGrad(): keep the gradient of a non-leaf. */
   retainsGrad = false;
   /** Hooks run once a leaf's gradient has been fully accumulated for the current backward pass. */
@@ -86,7 +95,7 @@ export class Tensor {
   /** The elements in row-major order as a TypedArray; a view (no copy) when the tensor is contiguous. */
   values(): Storage {
     if (this.isContiguous()) return this.storage.subarray(this.offset, this.offset + this.numel);
-    return ops.stridedCopy(this);
+    return stridedCopy(this);
   }
 
   /** Same values in a freshly allocated contiguous tensor (no autograd). */
@@ -119,57 +128,10 @@ export class Tensor {
   detach(): Tensor {
     return new Tensor(this.storage, this.shape, this.strides, this.offset);
   }
-  /** backward() on a scalar, or backward(gradOutput) on any tensor (pipeline parallelism needs the latter). */
-  backward(gradOutput?: Tensor): void {
-    runBackward(this, gradOutput);
-  }
   registerPostAccumulateGradHook(hook: (t: Tensor) => void): void {
     if (!this.isLeaf)
       throw new Error("registerPostAccumulateGradHook: only leaf tensors accumulate gradients");
     this.postAccumulateGradHooks.push(hook);
-  }
-
-  // ---- views (share storage; differentiable) ----
-  view(...shape: number[]): Tensor {
-    return ops.reshape(this, shape);
-  }
-  reshape(...shape: number[]): Tensor {
-    return ops.reshape(this, shape);
-  }
-  transpose(dim0: number, dim1: number): Tensor {
-    return ops.transpose(this, dim0, dim1);
-  }
-  narrow(dim: number, start: number, length: number): Tensor {
-    return ops.narrow(this, dim, start, length);
-  }
-  split(splitSize: number | number[], dim = 0): Tensor[] {
-    return ops.split(this, splitSize, dim);
-  }
-  contiguous(): Tensor {
-    return this.isContiguous() ? this : ops.contiguous(this);
-  }
-
-  // ---- math ----
-  add(other: Tensor): Tensor {
-    return ops.add(this, other);
-  }
-  sub(other: Tensor): Tensor {
-    return ops.sub(this, other);
-  }
-  mul(other: Tensor | number): Tensor {
-    return typeof other === "number" ? ops.scale(this, other) : ops.mul(this, other);
-  }
-  div(value: number): Tensor {
-    return ops.scale(this, 1 / value);
-  }
-  matmul(other: Tensor): Tensor {
-    return ops.matmul(this, other);
-  }
-  sum(): Tensor {
-    return ops.sum(this);
-  }
-  mean(): Tensor {
-    return ops.mean(this);
   }
 
   toString(): string {
@@ -221,19 +183,31 @@ export function arange(n: number, dtype: DType = "int32"): Tensor {
   return t;
 }
 
-/** Wraps an op's output into the graph when gradients are on and some input needs one. */
-export function withGrad(
-  out: Tensor,
-  name: string,
-  inputs: readonly Tensor[],
-  backward: (grad: Tensor) => (Tensor | null)[],
-): Tensor {
-  if (!isGradEnabled() || !inputs.some((t) => t.requiresGrad)) return out;
-  out.requiresGrad = true;
-  out.gradFn = new Node(
-    name,
-    inputs.map((t) => (t.requiresGrad ? t : null)),
-    backward,
-  );
+/** Row-major copy of any strided tensor. */
+export function stridedCopy(t: Tensor): Storage {
+  const n = t.numel;
+  const out = t.dtype === "int32" ? new Int32Array(n) : new Float32Array(n);
+  const nd = t.ndim;
+  if (nd === 0) {
+    out[0] = t.storage[t.offset]!;
+    return out;
+  }
+  const { shape, strides, storage } = t;
+  const idx = new Array<number>(nd).fill(0);
+  const last = nd - 1;
+  const lastLen = shape[last]!;
+  const lastStride = strides[last]!;
+  let src = t.offset;
+  for (let o = 0; o < n; o += lastLen) {
+    // copy one innermost row, then advance the multi-index like an odometer
+    for (let j = 0, s = src; j < lastLen; j++, s += lastStride) out[o + j] = storage[s]!;
+    for (let d = last - 1; d >= 0; d--) {
+      idx[d]!++;
+      src += strides[d]!;
+      if (idx[d]! < shape[d]!) break;
+      src -= strides[d]! * shape[d]!;
+      idx[d] = 0;
+    }
+  }
   return out;
 }

@@ -11,6 +11,15 @@ class Proto {
   readonly bytes: number[] = [];
   varint(v: number): void {
     // Values here are small non-negative ints or negative int64 attributes (two's complement, 10 bytes).
+    // Kernels are looked up by their serialized graph, so the common small case avoids BigInt.
+    if (v >= 0 && v < 0x80000000) {
+      while (v >= 0x80) {
+        this.bytes.push((v & 0x7f) | 0x80);
+        v >>>= 7;
+      }
+      this.bytes.push(v);
+      return;
+    }
     let n = BigInt.asUintN(64, BigInt(v));
     while (n >= 0x80n) {
       this.bytes.push(Number(n & 0x7fn) | 0x80);

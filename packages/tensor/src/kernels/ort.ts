@@ -1,31 +1,15 @@
 // onnxruntime-node as a kernel library: each distinct (op, dtypes, shapes, attributes) is compiled once
 // into an InferenceSession and then run synchronously on our own buffers (no copies: ORT wraps the
 // TypedArrays we pass, and writes outputs straight into preallocated TypedArrays).
-import { createRequire } from "node:module";
 import os from "node:os";
-import { Tensor as OrtTensor } from "onnxruntime-common";
 import { GraphBuilder, type OnnxDType } from "./onnx.ts";
+import { createSession, type OrtArray, type SyncSession } from "./ort_binding.ts";
 
-// The package's public `InferenceSession.run` is async (it defers to setImmediate); its native binding's
-// `run` is synchronous, which is what a training loop wants.
-const require = createRequire(import.meta.url);
-const { binding, initOrt } = require("onnxruntime-node/dist/binding") as {
-  binding: { InferenceSession: new () => NativeSession };
-  initOrt: () => void;
-};
-
-interface NativeSession {
-  loadModel(buffer: ArrayBuffer, byteOffset: number, byteLength: number, options: object): void;
-  run(feeds: Record<string, OrtTensor>, fetches: Record<string, OrtTensor>, options: object): unknown;
-}
-
-export type KernelArray = Float32Array | Int32Array | BigInt64Array | Uint8Array;
+export type KernelArray = OrtArray;
 export interface KernelIO {
   data: KernelArray;
   shape: readonly number[];
 }
-
-const ORT_TYPE = { float32: "float32", int32: "int32", int64: "int64", bool: "bool" } as const;
 
 let numThreads = defaultThreads();
 
@@ -54,7 +38,7 @@ export interface Kernel {
 
 class OrtKernel implements Kernel {
   constructor(
-    private readonly session: NativeSession,
+    private readonly session: SyncSession,
     private readonly inputNames: string[],
     private readonly outputNames: string[],
     private readonly dtypesIn: OnnxDType[],
@@ -62,20 +46,14 @@ class OrtKernel implements Kernel {
   ) {}
 
   run(inputs: KernelIO[], outputs: KernelIO[]): void {
-    const feeds: Record<string, OrtTensor> = {};
-    const fetches: Record<string, OrtTensor> = {};
-    inputs.forEach((x, i) => {
-      feeds[this.inputNames[i]!] = new OrtTensor(ORT_TYPE[this.dtypesIn[i]!], x.data as any, x.shape);
-    });
-    outputs.forEach((x, i) => {
-      fetches[this.outputNames[i]!] = new OrtTensor(ORT_TYPE[this.dtypesOut[i]!], x.data as any, x.shape);
-    });
-    this.session.run(feeds, fetches, {});
+    this.session.run(
+      inputs.map((x, i) => ({ name: this.inputNames[i]!, dtype: this.dtypesIn[i]!, ...x })),
+      outputs.map((x, i) => ({ name: this.outputNames[i]!, dtype: this.dtypesOut[i]!, ...x })),
+    );
   }
 }
 
 const cache = new Map<string, Kernel>();
-let ortReady = false;
 
 /** Number of compiled kernels (tests use it to check that sessions are reused). */
 export function kernelCacheSize(): number {
@@ -83,22 +61,30 @@ export function kernelCacheSize(): number {
 }
 
 /**
- * The kernel for `key` (which must name everything the graph depends on: op, dtypes, shapes, attributes),
- * built by `build` the first time.
+ * The cache key of a kernel: the serialized ONNX model itself (every op, dtype, shape and attribute, byte
+ * for byte) and the session's thread count, so two different graphs can never share a compiled session.
+ * Building a small graph costs microseconds, against the milliseconds of the ops it runs.
  */
-export function kernel(key: string, build: (g: TypedGraph) => void): Kernel {
-  const fullKey = `${key}|threads=${numThreads}`;
-  let k = cache.get(fullKey);
-  if (k) return k;
-  if (!ortReady) {
-    initOrt();
-    ortReady = true;
-  }
+function cacheKey(model: Uint8Array): string {
+  return `${numThreads}|${Buffer.from(model.buffer, model.byteOffset, model.byteLength).toString("latin1")}`;
+}
+
+/** The key `kernel(build)` caches under (exported for tests). */
+export function kernelKey(build: (g: TypedGraph) => void): string {
   const g = new TypedGraph();
   build(g);
-  const bytes = g.build();
-  const session = new binding.InferenceSession();
-  session.loadModel(bytes.buffer as ArrayBuffer, bytes.byteOffset, bytes.byteLength, {
+  return cacheKey(g.build());
+}
+
+/** The kernel of the graph that `build` describes, compiled the first time that exact graph is seen. */
+export function kernel(build: (g: TypedGraph) => void): Kernel {
+  const g = new TypedGraph();
+  build(g);
+  const model = g.build();
+  const key = cacheKey(model);
+  let k = cache.get(key);
+  if (k) return k;
+  const session = createSession(model, {
     intraOpNumThreads: numThreads,
     interOpNumThreads: 1,
     executionMode: "sequential",
@@ -110,7 +96,7 @@ export function kernel(key: string, build: (g: TypedGraph) => void): Kernel {
     extra: { session: { intra_op: { allow_spinning: "0" }, inter_op: { allow_spinning: "0" } } },
   });
   k = new OrtKernel(session, g.inputNames, g.outputNames, g.inputTypes, g.outputTypes);
-  cache.set(fullKey, k);
+  cache.set(key, k);
   return k;
 }
 

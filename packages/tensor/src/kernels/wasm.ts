@@ -11,6 +11,7 @@ const wasm = (globalThis as unknown as { WebAssembly: WasmApi }).WebAssembly;
 
 export const I32 = 0x7f;
 export const F32 = 0x7d;
+export const F64 = 0x7c;
 export const V128 = 0x7b;
 
 /** Unsigned LEB128. */
@@ -58,6 +59,41 @@ export const ins = {
   /** Loads/stores 16 bytes at (address on the stack) + offset, 16-byte aligned. */
   v128Load: (offset: number) => [...simd(0), 4, ...uleb(offset)],
   v128Store: (offset: number) => [...simd(11), 4, ...uleb(offset)],
+  /** A 4-lane constant, every lane `v`. */
+  v128ConstF32: (v: number) => [
+    ...simd(12),
+    ...[0, 1, 2, 3].flatMap(() => [...new Uint8Array(Float32Array.of(v).buffer)]),
+  ],
+  f32x4ExtractLane: (lane: number) => [...simd(31), lane],
+  f32Add: [0x92],
+  f32Div: [0x95],
+  f32Max: [0x97],
+  /** Stores the f32 on the stack at (address on the stack) + offset, 4-byte aligned. */
+  f32Store: (offset: number) => [0x38, 2, ...uleb(offset)],
+  f32x4Nearest: simd(106),
+  i32Mul: [0x6c],
+  i32Shl: [0x74],
+  i32LtU: [0x49],
+  f64Add: [0xa0],
+  f64Mul: [0xa2],
+  f64Div: [0xa3],
+  f64Sqrt: [0x9f],
+  f64Const: (v: number) => [0x44, ...new Uint8Array(Float64Array.of(v).buffer)],
+  f32DemoteF64: [0xb6],
+  /** Loads/stores the f64 at (address on the stack) + offset, 8-byte aligned. */
+  f64Load: (offset: number) => [0x2b, 3, ...uleb(offset)],
+  f64Store: (offset: number) => [0x39, 3, ...uleb(offset)],
+  f64x2Splat: simd(20),
+  f64x2ExtractLane: (lane: number) => [...simd(33), lane],
+  f64x2PromoteLowF32x4: simd(95),
+  f64x2Add: simd(240),
+  f64x2Mul: simd(242),
+  i32x4Splat: simd(17),
+  i32x4Shl: simd(171),
+  i32x4Add: simd(174),
+  f32x4Min: simd(232),
+  f32x4Max: simd(233),
+  i32x4TruncSatF32x4S: simd(248),
   f32x4Splat: simd(19),
   f32x4Sqrt: simd(227),
   f32x4Add: simd(228),

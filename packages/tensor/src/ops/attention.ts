@@ -3,7 +3,8 @@
 // queries of one KV group are laid out as [batch, kv_heads, rep * seq, head_dim] and multiply that
 // group's K/V directly; dK/dV then sum over the group for free.
 import { kernel, type TypedGraph } from "../kernels/ort.ts";
-import { Tensor, withGrad, shapeStr } from "../tensor.ts";
+import { Tensor, shapeStr } from "../tensor.ts";
+import { withGrad } from "../autograd.ts";
 import { uninitialized } from "./alloc.ts";
 
 const masks = new Map<number, Float32Array>();
@@ -88,15 +89,15 @@ export function causalAttention(q: Tensor, k: Tensor, v: Tensor): Tensor {
   const qv = q.values() as Float32Array;
   const kv = k.values() as Float32Array;
   const vv = v.values() as Float32Array;
-  kernel(`Attention|${qShape}|${kvShape}`, (g) => {
+  kernel((g) => {
     const qg = toGrouped(g, g.input("q", "float32", qShape), dims, s, nh);
     const kT = g.op("Transpose", [g.input("k", "float32", kvShape)], { perm: [0, 2, 3, 1] }); // [b, kv, d, s]
     const vg = toGrouped(g, g.input("v", "float32", kvShape), dims, s, nkv);
     const mask = g.input("mask", "float32", [s, s]);
-    const scores = g.op("Mul", [
-      g.op("MatMul", [qg, kT]),
-      g.op("Constant", [], { value_float: { float: scale } }),
-    ]);
+    // (q / sqrt(d)) k^T: the scale on q, [s, d] per head, rather than on the [s, s] scores (exact when
+    // sqrt(d) is a power of two, as for d = 64)
+    const scaleC = g.op("Constant", [], { value_float: { float: scale } });
+    const scores = g.op("MatMul", [g.op("Mul", [qg, scaleC]), kT]);
     const masked = g.op("Add", [g.op("Reshape", [scores, g.constInt64(pShape)]), mask]);
     const p = g.op("Softmax", [masked], { axis: -1 });
     const o = g.op("MatMul", [g.op("Reshape", [p, g.constInt64([b, nkv, rep * s, s])]), vg]);
@@ -118,22 +119,24 @@ export function causalAttention(q: Tensor, k: Tensor, v: Tensor): Tensor {
     const dq = uninitialized(q.numel);
     const dk = uninitialized(k.numel);
     const dv = uninitialized(v.numel);
-    kernel(`AttentionBackward|${qShape}|${kvShape}`, (g) => {
+    kernel((g) => {
       const qg = toGrouped(g, g.input("q", "float32", qShape), dims, s, nh); // [b, kv, rep*s, d]
       const kg = toGrouped(g, g.input("k", "float32", kvShape), dims, s, nkv); // [b, kv, s, d]
       const vg = toGrouped(g, g.input("v", "float32", kvShape), dims, s, nkv);
       const p = g.op("Reshape", [g.input("p", "float32", pShape), g.constInt64([b, nkv, rep * s, s])]);
       const dO = toGrouped(g, g.input("dout", "float32", qShape), dims, s, nh);
       const t = (x: string) => g.op("Transpose", [x], { perm: [0, 1, 3, 2] });
-      // dV = P^T dO;  dP = dO V^T;  dS = P * (dP - rowsum(dP * P)) / sqrt(d);  dQ = dS K;  dK = dS^T Q
+      // dV = P^T dO;  dP = dO V^T;  dS = P * (dP - rowsum(dP * P));  dQ = dS (K / sqrt(d));
+      // dK = dS^T (Q / sqrt(d))   (the scale on K and Q, [s, d], rather than on the [s, s] dS)
       const dV = g.op("MatMul", [t(p), dO]);
       const dP = g.op("MatMul", [dO, t(vg)]);
       const rowDot = g.op("ReduceSum", [g.op("Mul", [dP, p]), g.constInt64([-1])], { keepdims: 1 });
       const scaleC = g.op("Constant", [], { value_float: { float: scale } });
-      const dS = g.op("Mul", [g.op("Mul", [p, g.op("Sub", [dP, rowDot])]), scaleC]);
+      const dS = g.op("Mul", [p, g.op("Sub", [dP, rowDot])]);
       const back = (x: string) => g.op("Transpose", [x], { perm: [0, 2, 1, 3] }); // [b, kv, s, d] -> [b, s, kv, d]
-      g.output(fromGrouped(g, g.op("MatMul", [dS, kg]), dims, s, nh), "float32", qShape);
-      g.output(back(g.op("MatMul", [t(dS), qg])), "float32", kvShape);
+      const dQ = g.op("MatMul", [dS, g.op("Mul", [kg, scaleC])]);
+      g.output(fromGrouped(g, dQ, dims, s, nh), "float32", qShape);
+      g.output(back(g.op("MatMul", [t(dS), g.op("Mul", [qg, scaleC])])), "float32", kvShape);
       g.output(back(dV), "float32", kvShape);
     }).run(
       [

@@ -93,7 +93,7 @@ export function blockAttentionForward(
     { data: v.values() as Float32Array, shape: kvShape },
   ];
   if (causal) inputs.push({ data: causalMask(sq), shape: [sq, sk] });
-  kernel(`BlockAttention|${qShape}|${kvShape}|causal=${causal}`, (g) => {
+  kernel((g) => {
     const qg = toGrouped(g, g.input("q", "float32", qShape), dm, sq, nh);
     const kg = toGrouped(g, g.input("k", "float32", kvShape), dm, sk, nkv);
     const vg = toGrouped(g, g.input("v", "float32", kvShape), dm, sk, nkv);
@@ -155,7 +155,7 @@ export function blockAttentionBackward(
     { data: lse.values() as Float32Array, shape: lseShape },
   ];
   if (causal) inputs.push({ data: causalMask(sq), shape: [sq, sk] });
-  kernel(`BlockAttentionBackward|${qShape}|${kvShape}|causal=${causal}`, (g) => {
+  kernel((g) => {
     const qg = toGrouped(g, g.input("q", "float32", qShape), dm, sq, nh); // [b, kv, rep*sq, d]
     const kg = toGrouped(g, g.input("k", "float32", kvShape), dm, sk, nkv); // [b, kv, sk, d]
     const vg = toGrouped(g, g.input("v", "float32", kvShape), dm, sk, nkv);

@@ -1,5 +1,6 @@
 // Embedding lookup: out[b, s, :] = weight[ids[b, s], :]. Backward scatter-adds rows into a dense dW.
-import { Tensor, withGrad, shapeStr } from "../tensor.ts";
+import { Tensor, shapeStr } from "../tensor.ts";
+import { withGrad } from "../autograd.ts";
 import { uninitialized } from "./alloc.ts";
 
 export function embedding(ids: Tensor, weight: Tensor): Tensor {

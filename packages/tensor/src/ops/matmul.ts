@@ -1,7 +1,9 @@
-// Matrix products on onnxruntime's MLAS kernels: Gemm for linear layers (transposes are flags, not
-// copies), MatMul for batched products.
+// Matrix products: linear layers' GEMMs on onnxruntime's MLAS or OpenBLAS, whichever measured faster for
+// the shape (kernels/gemm.ts); batched products on MLAS (ONNX MatMul).
 import { kernel } from "../kernels/ort.ts";
-import { Tensor, withGrad, shapeStr, numelOf } from "../tensor.ts";
+import { gemmBackendFor, gemmInto, registerOrtGemm } from "../kernels/gemm.ts";
+import { Tensor, shapeStr, numelOf } from "../tensor.ts";
+import { withGrad } from "../autograd.ts";
 import { uninitialized } from "./alloc.ts";
 
 function f32(t: Tensor): Float32Array {
@@ -9,7 +11,7 @@ function f32(t: Tensor): Float32Array {
   return t.values() as Float32Array;
 }
 
-/** C[m, n] = op(A) op(B) with op = transpose when the flag is set (ONNX Gemm). */
+/** C[m, n] = op(A) op(B) with op = transpose when the flag is set, on the GEMM chosen for the signature. */
 export function gemm(
   a: Float32Array,
   b: Float32Array,
@@ -20,19 +22,7 @@ export function gemm(
   transB: boolean,
 ): Float32Array {
   const out = uninitialized(m * n);
-  const aShape = transA ? [k, m] : [m, k];
-  const bShape = transB ? [n, k] : [k, n];
-  kernel(`Gemm|${aShape}|${bShape}|${+transA}${+transB}`, (g) => {
-    const x = g.input("a", "float32", aShape);
-    const y = g.input("b", "float32", bShape);
-    g.output(g.op("Gemm", [x, y], { transA: +transA, transB: +transB }), "float32", [m, n]);
-  }).run(
-    [
-      { data: a, shape: aShape },
-      { data: b, shape: bShape },
-    ],
-    [{ data: out, shape: [m, n] }],
-  );
+  gemmInto(a, b, out, { m, k, n, transA, transB });
   return out;
 }
 
@@ -43,14 +33,16 @@ export function gemm(
 //                                 columns of x: 60-68 GFLOP/s, against 74-77 for the plain product and a
 //                                 transpose of its [in, 512] result;
 //   dx += dy_block W_block        85-90 GFLOP/s against 77-80 for the single product over all of dy.
-// For the narrow outputs of the decoder layers the blocked forms measured no faster.
+// For the narrow outputs of the decoder layers the blocked forms measured no faster. OpenBLAS needs no
+// blocking (its transposed-A product is as fast as the plain one): each of the two products runs on the
+// library measured faster for it, "wide-dx" and "wide-dw" naming the blocked forms on the ORT side.
 const WIDE = 8192;
 const BLOCK = 512;
 
 /** [rows, cols] -> [cols, rows], in ORT (vectorized; a graph of its own so it is not fused into a Gemm). */
 function transpose2d(a: Float32Array, rows: number, cols: number): Float32Array {
   const out = uninitialized(rows * cols);
-  kernel(`Transpose2D|${rows}|${cols}`, (g) => {
+  kernel((g) => {
     g.output(g.op("Transpose", [g.input("a", "float32", [rows, cols])], { perm: [1, 0] }), "float32", [
       cols,
       rows,
@@ -62,18 +54,18 @@ function transpose2d(a: Float32Array, rows: number, cols: number): Float32Array 
 /** dx = dy W and dW = dy^T x over blocks of output features; each result only when asked for. */
 function wideLinearBackward(
   dy: Float32Array,
-  x: Float32Array,
-  w: Float32Array,
+  x: Float32Array | null,
+  w: Float32Array | null,
   [m, inF, outF]: [number, number, number],
-  needDx: boolean,
-  needDw: boolean,
-): [dx: Float32Array | null, dw: Float32Array | null] {
+  dx: Float32Array | null,
+  dw: Float32Array | null,
+): void {
+  const needDx = dx !== null;
+  const needDw = dw !== null;
   const parts: [start: number, size: number][] = [];
   for (let s = 0; s < outF; s += BLOCK) parts.push([s, Math.min(BLOCK, outF - s)]);
   const rowsOf = (a: Float32Array, [s, size]: [number, number]) => a.subarray(s * inF, (s + size) * inF);
-  const dx = needDx ? uninitialized(m * inF) : null;
-  const dw = needDw ? uninitialized(outF * inF) : null;
-  kernel(`LinearBackwardWide|${m}|${inF}|${outF}|${+needDx}${+needDw}`, (g) => {
+  kernel((g) => {
     const d = g.input("dy", "float32", [m, outF]);
     const xT = needDw ? g.input("xT", "float32", [inF, m]) : "";
     const ws = needDx ? parts.map(([, size], i) => g.input(`w${i}`, "float32", [size, inF])) : [];
@@ -91,9 +83,9 @@ function wideLinearBackward(
   }).run(
     [
       { data: dy, shape: [m, outF] },
-      ...(needDw ? [{ data: transpose2d(x, m, inF), shape: [inF, m] }] : []),
+      ...(needDw ? [{ data: transpose2d(x!, m, inF), shape: [inF, m] }] : []),
       // W's blocks of rows are views, no copies
-      ...(needDx ? parts.map((p) => ({ data: rowsOf(w, p), shape: [p[1], inF] })) : []),
+      ...(needDx ? parts.map((p) => ({ data: rowsOf(w!, p), shape: [p[1], inF] })) : []),
     ],
     [
       // each block of dW is written straight into its rows
@@ -101,6 +93,38 @@ function wideLinearBackward(
       ...(dx ? [{ data: dx, shape: [m, inF] }] : []),
     ],
   );
+}
+
+// dx = dy W: A = dy [m, outF], B = W [outF, inF]
+registerOrtGemm("wide-dx", (dy, w, dx, { m, k: outF, n: inF }) =>
+  wideLinearBackward(dy, null, w, [m, inF, outF], dx, null),
+);
+// dW = dy^T x: A = dy [m, outF] (transposed), B = x [m, inF]
+registerOrtGemm("wide-dw", (dy, x, dw, { m: outF, k: m, n: inF }) =>
+  wideLinearBackward(dy, x, null, [m, inF, outF], null, dw),
+);
+
+/** Both gradients of a wide linear: one fused ORT graph when ORT runs both, else each on its backend. */
+function wideBackward(
+  dy: Float32Array,
+  x: Float32Array,
+  w: Float32Array,
+  [m, inF, outF]: [number, number, number],
+  needDx: boolean,
+  needDw: boolean,
+): [dx: Float32Array | null, dw: Float32Array | null] {
+  const dx = needDx ? uninitialized(m * inF) : null;
+  const dw = needDw ? uninitialized(outF * inF) : null;
+  const dxSig = { m, k: outF, n: inF, transA: false, transB: false };
+  const dwSig = { m: outF, k: m, n: inF, transA: true, transB: false };
+  const dxOrt = !dx || gemmBackendFor(dxSig, "wide-dx", dy, w, dx) === "ort";
+  const dwOrt = !dw || gemmBackendFor(dwSig, "wide-dw", dy, x, dw) === "ort";
+  if (dxOrt && dwOrt) {
+    wideLinearBackward(dy, x, w, [m, inF, outF], dx, dw);
+  } else {
+    if (dx) gemmInto(dy, w, dx, dxSig, "wide-dx");
+    if (dw) gemmInto(dy, x, dw, dwSig, "wide-dw");
+  }
   return [dx, dw];
 }
 
@@ -122,7 +146,7 @@ export function linear(x: Tensor, weight: Tensor): Tensor {
     let dx: Float32Array | null;
     let dw: Float32Array | null;
     if (outF >= WIDE) {
-      [dx, dw] = wideLinearBackward(dy, xv, wv, [m, inF, outF], x.requiresGrad, weight.requiresGrad);
+      [dx, dw] = wideBackward(dy, xv, wv, [m, inF, outF], x.requiresGrad, weight.requiresGrad);
     } else {
       dx = x.requiresGrad ? gemm(dy, wv, m, outF, inF, false, false) : null; // dy W: [m, out] x [out, in]
       dw = weight.requiresGrad ? gemm(dy, xv, outF, m, inF, true, false) : null; // dy^T x: [out, m] x [m, in]
@@ -184,7 +208,7 @@ function bmm(
   transB: boolean,
 ): void {
   const perm = (nd: number) => [...Array(nd - 2).keys(), nd - 1, nd - 2];
-  kernel(`BMM|${aShape}|${bShape}|${+transA}${+transB}`, (g) => {
+  kernel((g) => {
     let x = g.input("a", "float32", aShape);
     let y = g.input("b", "float32", bShape);
     if (transA) x = g.op("Transpose", [x], { perm: perm(aShape.length) });

@@ -1,13 +1,14 @@
 // Reductions to a scalar, in ORT (its vectorized ReduceSum measured ~8x faster than a TS loop; see
 // kernels.bench.ts).
 import { kernel } from "../kernels/ort.ts";
-import { Tensor, withGrad, full } from "../tensor.ts";
+import { Tensor, full } from "../tensor.ts";
+import { withGrad } from "../autograd.ts";
 
 function reduceAll(a: Tensor): number {
   if (a.dtype !== "float32") throw new TypeError(`sum/mean: expected a float32 tensor, got ${a.dtype}`);
   const n = a.numel;
   const out = new Float32Array(1);
-  kernel(`SumAll|${n}`, (g) => {
+  kernel((g) => {
     g.output(
       g.op("ReduceSum", [g.input("x", "float32", [n]), g.constInt64([0])], { keepdims: 0 }),
       "float32",

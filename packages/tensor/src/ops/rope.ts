@@ -1,6 +1,7 @@
 // Rotary position embedding, non-interleaved ("rotate half"): x*cos + cat(-x2, x1)*sin,
 // with cos/sin of [seq, head_dim] (each half repeated) already cut to the tokens' positions.
-import { Tensor, withGrad, shapeStr } from "../tensor.ts";
+import { Tensor, shapeStr } from "../tensor.ts";
+import { withGrad } from "../autograd.ts";
 import { uninitialized } from "./alloc.ts";
 
 /** x: [batch, seq, heads, head_dim]; cos, sin: [seq, head_dim]. */

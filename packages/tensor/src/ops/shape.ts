@@ -1,34 +1,8 @@
 // View and layout ops: reshape/transpose/narrow share storage; contiguous/cat copy.
-import { Tensor, withGrad, numelOf, shapeStr, normDim, contiguousStrides, type Storage } from "../tensor.ts";
+import { Tensor, numelOf, shapeStr, normDim, contiguousStrides, stridedCopy } from "../tensor.ts";
+import { withGrad } from "../autograd.ts";
 
-/** Row-major copy of any strided tensor. */
-export function stridedCopy(t: Tensor): Storage {
-  const n = t.numel;
-  const out = t.dtype === "int32" ? new Int32Array(n) : new Float32Array(n);
-  const nd = t.ndim;
-  if (nd === 0) {
-    out[0] = t.storage[t.offset]!;
-    return out;
-  }
-  const { shape, strides, storage } = t;
-  const idx = new Array<number>(nd).fill(0);
-  const last = nd - 1;
-  const lastLen = shape[last]!;
-  const lastStride = strides[last]!;
-  let src = t.offset;
-  for (let o = 0; o < n; o += lastLen) {
-    // copy one innermost row, then advance the multi-index like an odometer
-    for (let j = 0, s = src; j < lastLen; j++, s += lastStride) out[o + j] = storage[s]!;
-    for (let d = last - 1; d >= 0; d--) {
-      idx[d]!++;
-      src += strides[d]!;
-      if (idx[d]! < shape[d]!) break;
-      src -= strides[d]! * shape[d]!;
-      idx[d] = 0;
-    }
-  }
-  return out;
-}
+export { stridedCopy };
 
 export function contiguous(t: Tensor): Tensor {
   return withGrad(new Tensor(stridedCopy(t), t.shape), "Contiguous", [t], (g) => [g]);

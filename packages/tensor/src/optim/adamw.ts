@@ -4,7 +4,7 @@
 //   p <- p - (lr / (1 - b1^t)) * m / (sqrt(v) / sqrt(1 - b2^t) + eps)
 import { Tensor } from "../tensor.ts";
 import { timed } from "../profiler.ts";
-import { adamwUpdate } from "./adamw_update.ts";
+import { AdamWSlot } from "./adamw_update.ts";
 
 export interface AdamWOptions {
   lr?: number;
@@ -20,8 +20,8 @@ export class AdamW {
   readonly weightDecay: number;
   /** Number of steps taken (t in the bias corrections). */
   stepCount = 0;
-  private readonly expAvg: Float32Array[];
-  private readonly expAvgSq: Float32Array[];
+  /** Each parameter's moments and update kernel. */
+  private readonly slots: AdamWSlot[];
 
   constructor(
     readonly params: Tensor[],
@@ -36,8 +36,7 @@ export class AdamW {
     this.betas = betas;
     this.eps = eps;
     this.weightDecay = weightDecay;
-    this.expAvg = params.map((p) => new Float32Array(p.numel));
-    this.expAvgSq = params.map((p) => new Float32Array(p.numel));
+    this.slots = params.map((p) => new AdamWSlot(p.numel));
   }
 
   /**
@@ -71,7 +70,7 @@ export class AdamW {
     this.params.forEach((p, i) => {
       if (!p.grad) return;
       const w = p.storage as Float32Array;
-      adamwUpdate(w, p.grad.values() as Float32Array, this.expAvg[i]!, this.expAvgSq[i]!, scalars);
+      this.slots[i]!.update(w, p.grad.values() as Float32Array, scalars);
     });
   }
 
@@ -79,8 +78,8 @@ export class AdamW {
   stateDict(): { step: number; tensors: Record<string, Tensor> } {
     const tensors: Record<string, Tensor> = {};
     this.params.forEach((p, i) => {
-      tensors[`state.${i}.exp_avg`] = new Tensor(this.expAvg[i]!, p.shape);
-      tensors[`state.${i}.exp_avg_sq`] = new Tensor(this.expAvgSq[i]!, p.shape);
+      tensors[`state.${i}.exp_avg`] = new Tensor(this.slots[i]!.expAvg, p.shape);
+      tensors[`state.${i}.exp_avg_sq`] = new Tensor(this.slots[i]!.expAvgSq, p.shape);
     });
     return { step: this.stepCount, tensors };
   }
@@ -94,8 +93,8 @@ export class AdamW {
     }
     this.params.forEach((p, i) => {
       for (const [key, dst] of [
-        ["exp_avg", this.expAvg[i]!],
-        ["exp_avg_sq", this.expAvgSq[i]!],
+        ["exp_avg", this.slots[i]!.expAvg],
+        ["exp_avg_sq", this.slots[i]!.expAvgSq],
       ] as const) {
         const t = tensors[`state.${i}.${key}`];
         if (!t || t.numel !== p.numel) {

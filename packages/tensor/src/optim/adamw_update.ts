@@ -1,18 +1,19 @@
 // AdamW's per-element update as a WebAssembly SIMD loop, in float32 like PyTorch's. The same loop in TS
 // spends its time on one float64 sqrt and one division per element (4.4 ns per element measured on one
-// core, against 2.0 ns here, copies included): for the 70M parameters of the bench model, AdamW.step took
-// 0.40-0.45 s in TS and takes 0.15-0.20 s here. Arrays are processed in chunks staged in the module's
-// memory (small enough to stay in L2 cache).
+// core): for the 70M parameters of the bench model, AdamW.step took 0.40-0.45 s in TS. The moments m and v
+// live in the module's own memory for good (one module per parameter), so each step copies only the
+// weights in and out and the gradient in, chunk by chunk (staged chunks stay in L2 cache): copying m and v
+// in and out as well took more time than the update itself.
 import { compileKernel, ins, F32, I32, V128, type WasmKernel } from "../kernels/wasm.ts";
 
-const CHUNK = 16384; // elements per array per call: 4 arrays x 64 KiB
-const W = 0; // byte offsets of the four staged arrays
+const CHUNK = 16384; // elements of w and g staged per call: 2 x 64 KiB
+const W = 0; // byte offsets: the staged w and g, then m and v for the whole parameter
 const G = CHUNK * 4;
 const M = CHUNK * 8;
-const V = CHUNK * 12;
 
 type UpdateFn = (
   bytes: number,
+  at: number,
   b1: number,
   c1: number,
   b2: number,
@@ -23,28 +24,30 @@ type UpdateFn = (
   decay: number,
 ) => void;
 
-let kernel: WasmKernel<UpdateFn> | null = null;
-
 // Indices of the function's parameters and locals.
-const BYTES = 0; // parameter 0: bytes per array to process; parameters 1..8: the floats of UpdateFn
+const BYTES = 0; // parameter 0: bytes per array to process; 1: the chunk's byte offset in m and v
+const AT = 1;
+const FLOATS = 2; // parameters 2..9: the floats of UpdateFn
 const [B1, C1, B2, C2, INV_BC2_SQRT, EPS, STEP_SIZE, DECAY] = [0, 1, 2, 3, 4, 5, 6, 7];
-const I = 9; // the byte index
-const LANES = 10; // locals 10..17: each float parameter splat to 4 lanes
-const G_ = 18; // the current 4 lanes of g, the new m and the new v
-const M_ = 19;
-const V_ = 20;
+const I = 10; // the byte index
+const LANES = 11; // locals 11..18: each float parameter splat to 4 lanes
+const G_ = 19; // the current 4 lanes of g, the new m and the new v
+const M_ = 20;
+const V_ = 21;
 
 /**
- * for (i = 0; i < bytes; i += 16)   (4 lanes at a time)
+ * for (i = 0; i < bytes; i += 16)   (4 lanes at a time; m and v at byte at + i of their arrays)
  *   m = b1 m + c1 g;   v = b2 v + c2 g g;   w = w decay - stepSize (m / (sqrt(v) invBc2Sqrt + eps))
  */
-function build(): WasmKernel<UpdateFn> {
+function build(v: number, memoryBytes: number): WasmKernel<UpdateFn> {
   const get = ins.localGet;
   const lane = (k: number) => get(LANES + k);
   const at = (offset: number) => [...get(I), ...ins.v128Load(offset)];
+  const moment = (offset: number) => [...get(I), ...get(AT), ...ins.i32Add, ...ins.v128Load(offset)];
+  const momentAddr = [...get(I), ...get(AT), ...ins.i32Add];
   const body = [
     ...[B1, C1, B2, C2, INV_BC2_SQRT, EPS, STEP_SIZE, DECAY].map((k) => [
-      ...get(1 + k),
+      ...get(FLOATS + k),
       ...ins.f32x4Splat,
       ...ins.localSet(LANES + k),
     ]),
@@ -53,11 +56,11 @@ function build(): WasmKernel<UpdateFn> {
     [...get(I), ...get(BYTES), ...ins.i32GeU, ...ins.brIf(1)],
     [...at(G), ...ins.localSet(G_)],
     // m = b1 m + c1 g
-    [...get(I), ...at(M), ...lane(B1), ...ins.f32x4Mul, ...get(G_), ...lane(C1), ...ins.f32x4Mul],
+    [...momentAddr, ...moment(M), ...lane(B1), ...ins.f32x4Mul, ...get(G_), ...lane(C1), ...ins.f32x4Mul],
     [...ins.f32x4Add, ...ins.localTee(M_), ...ins.v128Store(M)],
     // v = b2 v + c2 g g
-    [...get(I), ...at(V), ...lane(B2), ...ins.f32x4Mul, ...get(G_), ...get(G_), ...ins.f32x4Mul],
-    [...lane(C2), ...ins.f32x4Mul, ...ins.f32x4Add, ...ins.localTee(V_), ...ins.v128Store(V)],
+    [...momentAddr, ...moment(v), ...lane(B2), ...ins.f32x4Mul, ...get(G_), ...get(G_), ...ins.f32x4Mul],
+    [...lane(C2), ...ins.f32x4Mul, ...ins.f32x4Add, ...ins.localTee(V_), ...ins.v128Store(v)],
     // w = w decay - stepSize (m / (sqrt(v) invBc2Sqrt + eps))
     [...get(I), ...at(W), ...lane(DECAY), ...ins.f32x4Mul, ...lane(STEP_SIZE), ...get(M_)],
     [...get(V_), ...ins.f32x4Sqrt, ...lane(INV_BC2_SQRT), ...ins.f32x4Mul, ...lane(EPS), ...ins.f32x4Add],
@@ -68,7 +71,7 @@ function build(): WasmKernel<UpdateFn> {
   ];
   const floats = Array<number>(8).fill(F32);
   const locals = [I32, ...Array<number>(8).fill(V128), V128, V128, V128];
-  return compileKernel<UpdateFn>([I32, ...floats], locals, body, CHUNK * 16);
+  return compileKernel<UpdateFn>([I32, I32, ...floats], locals, body, memoryBytes);
 }
 
 export interface AdamWScalars {
@@ -83,29 +86,46 @@ export interface AdamWScalars {
   eps: number;
 }
 
-/** One AdamW step on weights w with gradient g and moments m, v (all updated in place but g). */
-export function adamwUpdate(
-  w: Float32Array,
-  g: Float32Array,
-  m: Float32Array,
-  v: Float32Array,
-  s: AdamWScalars,
-): void {
-  kernel ??= build();
-  const { memory, fn } = kernel;
-  const stage = (offset: number) => memory.subarray(offset / 4, offset / 4 + CHUNK);
-  const [sw, sg, sm, sv] = [stage(W), stage(G), stage(M), stage(V)];
-  for (let start = 0; start < w.length; start += CHUNK) {
-    const n = Math.min(CHUNK, w.length - start);
-    const end = start + n;
-    sw.set(w.subarray(start, end));
-    sg.set(g.subarray(start, end));
-    sm.set(m.subarray(start, end));
-    sv.set(v.subarray(start, end));
-    // whole 4-lane groups: the lanes past n hold stale values whose results are not copied back
-    fn(Math.ceil(n / 4) * 16, s.b1, 1 - s.b1, s.b2, 1 - s.b2, 1 / s.bc2Sqrt, s.eps, s.stepSize, s.decay);
-    w.set(sw.subarray(0, n), start);
-    m.set(sm.subarray(0, n), start);
-    v.set(sv.subarray(0, n), start);
+/** One parameter's AdamW state (its moments, zeros at first) and its update. */
+export class AdamWSlot {
+  private readonly kernel: WasmKernel<UpdateFn>;
+  /** The first moment, m (a view of the module's memory). */
+  readonly expAvg: Float32Array;
+  /** The second moment, v. */
+  readonly expAvgSq: Float32Array;
+
+  constructor(readonly numel: number) {
+    const padded = Math.ceil(numel / 4) * 4; // whole 4-lane groups, so the last chunk's lanes fit
+    const v = M + padded * 4;
+    if (v + padded * 4 > 2 ** 32 - 65536) {
+      throw new RangeError(
+        `AdamW: a parameter of ${numel} elements does not fit a WebAssembly memory (4 GiB)`,
+      );
+    }
+    this.kernel = build(v, v + padded * 4);
+    this.expAvg = this.kernel.memory.subarray(M / 4, M / 4 + numel);
+    this.expAvgSq = this.kernel.memory.subarray(v / 4, v / 4 + numel);
+  }
+
+  /** One AdamW step on weights w (updated in place) with gradient g. */
+  update(w: Float32Array, g: Float32Array, s: AdamWScalars): void {
+    if (w.length !== this.numel || g.length !== this.numel) {
+      throw new RangeError(
+        `AdamW: expected ${this.numel} weights and gradients, got ${w.length} and ${g.length}`,
+      );
+    }
+    const { memory, fn } = this.kernel;
+    const sw = memory.subarray(W / 4, W / 4 + CHUNK);
+    const sg = memory.subarray(G / 4, G / 4 + CHUNK);
+    for (let start = 0; start < w.length; start += CHUNK) {
+      const n = Math.min(CHUNK, w.length - start);
+      const end = start + n;
+      sw.set(w.subarray(start, end));
+      sg.set(g.subarray(start, end));
+      // whole 4-lane groups: the lanes past n hold stale values whose results are not copied back
+      const [b1, b2] = [s.b1, s.b2];
+      fn(Math.ceil(n / 4) * 16, start * 4, b1, 1 - b1, b2, 1 - b2, 1 / s.bc2Sqrt, s.eps, s.stepSize, s.decay);
+      w.set(sw.subarray(0, n), start);
+    }
   }
 }

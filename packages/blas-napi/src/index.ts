@@ -1,0 +1,50 @@
+// The system's BLAS as a second GEMM: OpenBLAS's cblas_sgemm through a small addon (native/addon.cc,
+// built into build/Release/blas_napi.node by `pnpm install` when libopenblas-dev is installed).
+// Optional: loadBlas() returns null, with the reason, when the addon was not built.
+import { createRequire } from "node:module";
+
+export interface Blas {
+  /**
+   * C[m, n] = op(A) op(B) + beta C, row-major (op(A) is [m, k]: A is [k, m] when transA; op(B) is
+   * [k, n]: B is [n, k] when transB). lda/ldb/ldc are the stored matrices' row lengths.
+   */
+  sgemm(
+    transA: boolean,
+    transB: boolean,
+    m: number,
+    n: number,
+    k: number,
+    a: Float32Array,
+    lda: number,
+    b: Float32Array,
+    ldb: number,
+    beta: number,
+    c: Float32Array,
+    ldc: number,
+  ): void;
+  setNumThreads(n: number): void;
+  getNumThreads(): number;
+  /** The kernel family OpenBLAS picked when it loaded, e.g. "SkylakeX" or "Haswell". */
+  coreName(): string;
+  /** OpenBLAS's build description, e.g. "OpenBLAS 0.3.21 DYNAMIC_ARCH NO_AFFINITY SkylakeX MAX_THREADS=64". */
+  config(): string;
+}
+
+export type BlasLoad = { blas: Blas; reason: null } | { blas: null; reason: string };
+
+let loaded: BlasLoad | null = null;
+
+/** The addon, loaded once (OpenBLAS reads OPENBLAS_CORETYPE and the like at this moment). */
+export function loadBlas(): BlasLoad {
+  if (loaded) return loaded;
+  const require = createRequire(import.meta.url);
+  try {
+    loaded = { blas: require("../build/Release/blas_napi.node") as Blas, reason: null };
+  } catch {
+    loaded = {
+      blas: null,
+      reason: "the OpenBLAS addon is not built (apt-get install libopenblas-dev pkg-config; pnpm install)",
+    };
+  }
+  return loaded;
+}

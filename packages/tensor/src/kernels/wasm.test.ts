@@ -1,0 +1,60 @@
+import { describe, expect, it } from "vitest";
+import { swigluBackwardInto, swigluForwardInto } from "./wasm_swiglu.ts";
+import { rmsNormBackwardWasm, rmsNormForwardWasm } from "./wasm_rmsnorm.ts";
+
+describe("WebAssembly SwiGLU (and its SIMD exp)", () => {
+  it("matches float64 over chunk boundaries, a ragged tail and exp's clamped range", () => {
+    const n = 4096 * 2 + 7;
+    const a = Float32Array.from({ length: n }, (_, i) =>
+      i < 8 ? [-120, -90, -30, 0, 1e-8, 30, 90, 120][i]! : Math.sin(i) * 12,
+    );
+    const u = Float32Array.from({ length: n }, (_, i) => Math.cos(i * 0.3) * 2);
+    const dy = Float32Array.from({ length: n }, (_, i) => Math.sin(i * 0.07));
+    const [y, da, du] = [new Float32Array(n), new Float32Array(n), new Float32Array(n)];
+    swigluForwardInto(a, u, y);
+    swigluBackwardInto(a, u, dy, da, du);
+    for (let i = 0; i < n; i++) {
+      const x = a[i]!;
+      const s = 1 / (1 + Math.exp(-x));
+      const close = (got: number, want: number) =>
+        expect(Math.abs(got - want), `element ${i}`).toBeLessThanOrEqual(1e-6 * Math.max(1, Math.abs(want)));
+      close(y[i]!, x * s * u[i]!);
+      close(du[i]!, dy[i]! * x * s);
+      close(da[i]!, dy[i]! * u[i]! * s * (1 + x * (1 - s)));
+    }
+  });
+});
+
+describe("WebAssembly RMSNorm", () => {
+  it("matches float64 over several chunks of rows, and accumulates into dw", () => {
+    const [rows, h, eps] = [70, 576, 1e-5]; // 28 rows per chunk: 3 chunks, the last one partial
+    const x = Float32Array.from({ length: rows * h }, (_, i) => Math.sin(i * 0.37) * 2 + 0.1);
+    const w = Float32Array.from({ length: h }, (_, i) => 1 + Math.cos(i) * 0.3);
+    const dy = Float32Array.from({ length: rows * h }, (_, i) => Math.sin(i * 0.013));
+    const [y, dx] = [new Float32Array(rows * h), new Float32Array(rows * h)];
+    const inv = new Float64Array(rows);
+    const dw = new Float64Array(h).fill(0.5); // accumulates on top of what is there
+    rmsNormForwardWasm(x, w, eps, y, inv);
+    rmsNormBackwardWasm(x, w, inv, dy, dx, dw);
+    const dwRef = new Float64Array(h).fill(0.5);
+    for (let r = 0; r < rows; r++) {
+      const o = r * h;
+      let ss = 0;
+      for (let j = 0; j < h; j++) ss += x[o + j]! ** 2;
+      const rstd = 1 / Math.sqrt(ss / h + eps);
+      expect(inv[r]).toBeCloseTo(rstd, 12);
+      let dot = 0;
+      for (let j = 0; j < h; j++) {
+        dwRef[j] += dy[o + j]! * x[o + j]! * rstd;
+        dot += w[j]! * dy[o + j]! * x[o + j]! * rstd;
+      }
+      for (let j = 0; j < h; j++) {
+        const yRef = w[j]! * x[o + j]! * rstd;
+        const dxRef = rstd * (w[j]! * dy[o + j]! - x[o + j]! * rstd * (dot / h));
+        expect(Math.abs(y[o + j]! - yRef)).toBeLessThan(1e-6 * Math.max(1, Math.abs(yRef)));
+        expect(Math.abs(dx[o + j]! - dxRef)).toBeLessThan(1e-6 * Math.max(1, Math.abs(dxRef)));
+      }
+    }
+    for (let j = 0; j < h; j++) expect(dw[j]).toBeCloseTo(dwRef[j]!, 9);
+  });
+});

@@ -1,0 +1,99 @@
+// Bench tooling (named *.bench.ts, like the bench itself, so the step diffs leave it out).
+// The bench's PyTorch side (../shared/anchors/torch_llama.py, run by /usr/bin/python3 when torch is
+// installed), on OpenBLAS's best kernels for this CPU: an inherited OPENBLAS_CORETYPE (e.g. Haswell, the
+// AVX2 kernels) would hold PyTorch back on an AVX-512 CPU, and OPENBLAS_L2_SIZE would mistune its blocking.
+// Both are removed, once a GEMM in that environment has matched a float64 reference.
+import { execFileSync, spawnSync } from "node:child_process";
+import fs from "node:fs";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+
+const PYTHON = "/usr/bin/python3";
+export const ANCHOR = path.resolve(
+  path.dirname(fileURLToPath(import.meta.url)),
+  "..",
+  "..",
+  "shared",
+  "anchors",
+  "torch_llama.py",
+);
+/** What OpenBLAS reads at load time that can keep it off its best kernels. */
+export const OPENBLAS_OVERRIDES = ["OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE"];
+
+export function torchAvailable(): boolean {
+  if (!fs.existsSync(ANCHOR)) return false;
+  return spawnSync(PYTHON, ["-c", "import torch"], { stdio: "ignore" }).status === 0;
+}
+
+// A [384, 512] x [512, 320] product in float32 against the same in float64: relative max error.
+const GEMM_CHECK = `
+import json, torch
+torch.manual_seed(0)
+a, b = torch.randn(384, 512), torch.randn(512, 320)
+ref = a.double() @ b.double()
+print(json.dumps({"err": ((a @ b).double() - ref).abs().max().item() / ref.abs().max().item()}))
+`;
+const GEMM_TOLERANCE = 1e-5; // float32 sums of 512 terms: about 1e-7 relative, far below a wrong kernel
+
+export interface TorchEnv {
+  env: NodeJS.ProcessEnv;
+  /** The OpenBLAS core PyTorch runs (OPENBLAS_VERBOSE=2 prints "Core: SkylakeX"). */
+  core: string;
+  /** The variables removed from PyTorch's environment (empty when none was set or the check failed). */
+  removed: string[];
+  note: string;
+}
+
+function gemmCheck(env: NodeJS.ProcessEnv): { err: number; core: string } {
+  const r = spawnSync(PYTHON, ["-c", GEMM_CHECK], {
+    env: { ...env, OPENBLAS_VERBOSE: "2" },
+    encoding: "utf8",
+  });
+  const core = /Core:\s*(\S+)/.exec(r.stderr ?? "")?.[1] ?? "unknown";
+  if (r.status !== 0) return { err: Infinity, core };
+  return { err: (JSON.parse(r.stdout.trim().split("\n").pop()!) as { err: number }).err, core };
+}
+
+/** PyTorch's environment for `threads` threads: without OpenBLAS overrides when its GEMM checks out. */
+export function fairTorchEnv(threads: number): TorchEnv {
+  const base: NodeJS.ProcessEnv = {
+    ...process.env,
+    OPENBLAS_NUM_THREADS: String(threads),
+    OMP_NUM_THREADS: String(threads),
+  };
+  const set = OPENBLAS_OVERRIDES.filter((v) => base[v] !== undefined);
+  const clean = { ...base };
+  for (const v of set) delete clean[v];
+  const check = gemmCheck(clean);
+  const inherited = set.map((v) => `${v}=${base[v]}`).join(" ");
+  if (check.err <= GEMM_TOLERANCE) {
+    const note = set.length
+      ? `removed ${inherited}; GEMM check passed (rel err ${check.err.toExponential(1)})`
+      : `no OpenBLAS override set; GEMM check passed (rel err ${check.err.toExponential(1)})`;
+    return { env: clean, core: check.core, removed: set, note };
+  }
+  const kept = gemmCheck(base);
+  return {
+    env: base,
+    core: kept.core,
+    removed: [],
+    note: `kept the environment as it is (${inherited || "no override"}): without it a GEMM did not match float64 (rel err ${check.err})`,
+  };
+}
+
+export interface TorchResult {
+  step_s: number;
+  tokens_per_s: number;
+  impl: string;
+}
+
+/** One round of the anchor's bench (its median step over `steps` after a warm-up). */
+export function torchRound(
+  env: NodeJS.ProcessEnv,
+  o: { threads: number; mbs: number; seq: number; steps: number },
+): TorchResult {
+  const args = ["bench", "--config", "bench", "--threads", String(o.threads), "--mbs", String(o.mbs)];
+  args.push("--seq", String(o.seq), "--steps", String(o.steps));
+  const out = execFileSync(PYTHON, [ANCHOR, ...args], { env, encoding: "utf8" });
+  return JSON.parse(out.trim().split("\n").pop()!) as TorchResult;
+}
