@@ -32,7 +32,7 @@ const args = parse_args("Training script for LLaMA model", {
   pp_size: { type: "int", default: 1, min: 1, help: "Pipeline Parallel size" },
   pp_engine: { type: "str", default: "afab", choices: ["1f1b", "afab"] },
   hostfile: { type: "path", help: "OpenMPI hostfile, to run on several machines" },
-  collective_timeout: { type: "float", default: 300, min: 0, help: "seconds a rank waits for a peer" },
+  collective_timeout: { type: "float", min: 0, help: "seconds a rank waits for a peer (default 300)" },
   // Logging arguments
   run_name: { type: "str", default: "default_run" },
 });

@@ -92,7 +92,7 @@ const args = parse_args("Training script for LLaMA model", {
   pp_size: { type: "int", default: 1, min: 1, help: "Pipeline Parallel size" },
   pp_engine: { type: "str", default: "afab", choices: ["1f1b", "afab"] },
   hostfile: { type: "path", help: "OpenMPI hostfile, to run on several machines" },
-  collective_timeout: { type: "float", default: 300, min: 0, help: "seconds a rank waits for a peer" },
+  collective_timeout: { type: "float", min: 0, help: "seconds a rank waits for a peer (default 300)" },
   // Logging arguments
   run_name: { type: "str", default: "default_run" },
   runs_dir: { type: "path", default: "runs", writable: true, help: "metrics go to runs_dir/run_name" },
@@ -157,10 +157,8 @@ const dp_model =
 const num_params = sum_over_stages("all_reduce_num_params", numParametersTensorParallel(model));
 const tensor_shapes = [args.micro_batch_size, args.seq_len, model_config.hidden_size];
 
-const optimizer = new optim.AdamW(model.parameters(), {
-  lr: args.learning_rate,
-  weightDecay: args.weight_decay,
-});
+const { learning_rate: lr, weight_decay: weightDecay } = args;
+const optimizer = new optim.AdamW(model.parameters(), { lr, weightDecay });
 const tokens_per_step = dataloader.global_batch_size * args.seq_len;
 const total_steps = Math.floor(args.max_tokens / tokens_per_step);
 if (total_steps < 1)
@@ -170,12 +168,8 @@ const schedule = optim.lr_schedule(args, total_steps);
 // Checkpoints: a shard per (tp, pp) position, which its first dp replica writes (the replicas are equal)
 const shard = { name: `tp${grid.tp_rank}_pp${grid.pp_rank}`, writer: grid.dp_rank === 0 };
 const layout = [grid.dp_world_size, grid.pp_world_size, grid.tp_world_size];
-const fingerprint = {
-  model: model_config,
-  layout,
-  seq_len: args.seq_len,
-  global_batch_size: dataloader.global_batch_size,
-};
+const { global_batch_size } = dataloader;
+const fingerprint = { model: model_config, layout, seq_len: args.seq_len, global_batch_size };
 const checkpoint_manager = CheckpointManager.fromArgs(args, grid.world_group, shard, fingerprint);
 let trained_token = 0;
 let step = 0;

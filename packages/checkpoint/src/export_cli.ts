@@ -17,7 +17,7 @@ const args = parse_args("Export a picotron-ts checkpoint to a Hugging Face Llama
     type: "path",
     help:
       "a folder holding the run's tokenizer.json (+ tokenizer_config.json, special_tokens_map.json) to copy " +
-      "beside the weights; checkpoints do not record their tokenizer (the byte tokenizer needs none)",
+      "beside the weights (default: the tokenizer the checkpoint records, when it is such a folder)",
   },
 });
 
@@ -30,5 +30,13 @@ if (!fs.existsSync(path.join(dir, "state.json"))) {
   if (!newest) throw new UsageError(`--checkpoint ${dir}: neither a checkpoint (state.json) nor a save_dir`);
   dir = newest;
 }
-const files = exportToHf(dir, args.out, args.tokenizer);
+// the checkpoint records its run's tokenizer (the dataloader's state): a local folder's files go along
+const recorded = (
+  JSON.parse(fs.readFileSync(path.join(dir, "state.json"), "utf8")) as {
+    dataloader?: { tokenizer?: string };
+  }
+).dataloader?.tokenizer;
+const tokenizer =
+  args.tokenizer ?? (recorded && fs.existsSync(path.join(recorded, "tokenizer.json")) ? recorded : undefined);
+const files = exportToHf(dir, args.out, tokenizer);
 console.log(`exported ${dir} -> ${args.out}: ${files.join(", ")}`);

@@ -91,9 +91,12 @@ export function sample(
   prompt: string,
   max_new_tokens: number,
 ): string {
-  const ids = generate(model, tokenizer.encode(prompt), {
-    max_new_tokens,
-    vocab_size: tokenizer.vocabSize,
-  });
-  return tokenizer.decode(ids);
+  const prompt_ids = tokenizer.encode(prompt);
+  // as many new tokens as asked, or as the model's context still holds (a run trained on short sequences)
+  const room = model.config.max_position_embeddings - prompt_ids.length;
+  const n = Math.min(max_new_tokens, room);
+  if (n <= 0) return prompt;
+  return tokenizer.decode(
+    generate(model, prompt_ids, { max_new_tokens: n, vocab_size: tokenizer.vocabSize }),
+  );
 }
