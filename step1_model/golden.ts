@@ -4,8 +4,7 @@
 // Prints one JSON line and exits non-zero when a figure is over its tolerance.
 import fs from "node:fs";
 import path from "node:path";
-import yargs from "yargs";
-import { hideBin } from "yargs/helpers";
+import { exitWithUsageError, parse_args } from "@picotron/argparse";
 import { loadSafetensors, optim, Tensor } from "@picotron/tensor";
 import { fromHfConfig } from "@picotron/transformers";
 import { Llama, lossFn } from "./model.ts";
@@ -107,30 +106,15 @@ export function runGolden(fixture: string, dataFile?: string): Record<string, nu
 }
 
 if (import.meta.url === `file://${process.argv[1]}`) {
-  const argv = hideBin(process.argv);
-  if (argv[0] === "--") argv.shift();
-  const args = yargs(argv)
-    .options({
-      fixture: {
-        type: "string",
-        demandOption: true,
-        describe: "fixture directory (golden.json + safetensors)",
-      },
-      data: {
-        type: "string",
-        describe: "the text file the fixture was made from (default: found beside it)",
-      },
-    })
-    .strict()
-    .parseSync();
-  // pnpm runs scripts inside the package: resolve paths against where the user typed the command
-  const cwd = process.env.INIT_CWD ?? process.cwd();
-  const fixture = path.resolve(cwd, args.fixture);
-  if (!fs.existsSync(path.join(fixture, "golden.json"))) {
-    console.error(`${fixture}: not a golden fixture (no golden.json)`);
-    process.exit(2);
-  }
-  const result = runGolden(fixture, args.data && path.resolve(cwd, args.data));
+  const args = parse_args("Parity with PyTorch on a golden fixture", {
+    fixture: { type: "path", help: "fixture directory (golden.json + safetensors)" },
+    data: { type: "path", help: "the text file the fixture was made from (default: found beside it)" },
+  });
+  if (args.fixture === undefined) exitWithUsageError("--fixture is required (a golden fixture directory)");
+  const fixture = args.fixture;
+  if (!fs.existsSync(path.join(fixture, "golden.json")))
+    exitWithUsageError(`${fixture}: not a golden fixture (no golden.json)`);
+  const result = runGolden(fixture, args.data);
   console.log(JSON.stringify(result));
   const over = Object.entries(result).filter(([k, v]) => !(v <= TOLERANCE[k as keyof typeof TOLERANCE]));
   if (over.length) {

@@ -7,8 +7,7 @@
 // PyTorch runs on OpenBLAS's best kernels for the CPU (see torch_anchor.ts); our OpenBLAS gets the same
 // environment.
 import os from "node:os";
-import yargs from "yargs";
-import { hideBin } from "yargs/helpers";
+import { parse_args } from "@picotron/argparse";
 import {
   Generator,
   blasDescription,
@@ -46,23 +45,23 @@ const BENCH: LlamaConfig = {
   max_position_embeddings: 256,
 };
 
-const argv = hideBin(process.argv);
-if (argv[0] === "--") argv.shift();
-const args = yargs(argv)
-  .options({
-    steps: { type: "number", default: 4, describe: "timed steps per round (plus one warm-up)" },
-    rounds: { type: "number", default: 2, describe: "rounds, alternating ours and PyTorch's" },
-    threads: { type: "number", default: 1 },
-    mbs: { type: "number", default: 4 },
-    seq: { type: "number", default: 256 },
-    gemm: { choices: ["auto", "ort", "blas"], default: "auto", describe: "GEMM backend (auto: per shape)" },
-    "compare-gemm": { type: "boolean", default: false, describe: "each round: auto, ort and blas" },
-    "remeasure-gemm": { type: "boolean", default: false, describe: "measure the GEMM choices again" },
-    torch: { type: "boolean", default: true, describe: "also measure PyTorch (--no-torch to skip)" },
-    profile: { type: "boolean", default: false, describe: "print one step's time per op instead" },
-  })
-  .strict()
-  .parseSync();
+const args = parse_args("fwd + bwd + AdamW throughput, ours next to PyTorch's", {
+  steps: { type: "int", default: 4, min: 1, help: "timed steps per round (plus one warm-up)" },
+  rounds: { type: "int", default: 2, min: 1, help: "rounds, alternating ours and PyTorch's" },
+  threads: { type: "int", default: 1, min: 1 },
+  mbs: { type: "int", default: 4, min: 1 },
+  seq: { type: "int", default: 256, min: 1 },
+  gemm: {
+    type: "str",
+    choices: ["auto", "ort", "blas"],
+    default: "auto",
+    help: "GEMM backend (auto: per shape)",
+  },
+  "compare-gemm": { type: "bool", default: false, help: "each round: auto, ort and blas" },
+  "remeasure-gemm": { type: "bool", default: false, help: "measure the GEMM choices again" },
+  torch: { type: "bool", default: true, help: "also measure PyTorch (--no-torch to skip)" },
+  profile: { type: "bool", default: false, help: "print one step's time per op instead" },
+});
 
 // PyTorch's environment first: when it drops OpenBLAS's overrides, ours drops them too, before our
 // OpenBLAS loads (on the first GEMM).

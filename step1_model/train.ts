@@ -10,6 +10,7 @@ import { print, randint, to_readable_format } from "./utils.ts";
 const args = parse_args("Training script for LLaMA model", {
   // Environment arguments
   omp_num_threads: { type: "int", min: 1, help: "CPU threads per rank (default: cores / ranks)" },
+  tokenizers_parallelism: { type: "str", default: "false", choices: ["true", "false"] },
   // Model arguments
   model_name: { type: "str", default: "HuggingFaceTB/SmolLM-360M-Instruct", help: "preset/folder/hub id" },
   num_hidden_layers: { type: "int", default: 32, min: 1 },
@@ -25,6 +26,7 @@ const args = parse_args("Training script for LLaMA model", {
   micro_batch_size: { type: "int", default: 1, min: 1 },
   // Logging arguments
   run_name: { type: "str", default: "default_run" },
+  use_wandb: { type: "bool", default: false, help: "log to Weights & Biases (needs WANDB_API_KEY)" },
 });
 
 const model_config = await loadConfig(args.model_name, { pretrained: args.init_from_pretrained });
@@ -41,6 +43,7 @@ model_config.max_position_embeddings = Math.max(
 );
 
 if (args.omp_num_threads) setNumThreads(args.omp_num_threads);
+process.env.TOKENIZERS_PARALLELISM = args.tokenizers_parallelism;
 
 const model = new Llama(model_config);
 if (args.init_from_pretrained) loadPretrained(args.model_name, model);

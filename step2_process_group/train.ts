@@ -5,6 +5,7 @@ import { loadPretrained } from "@picotron/checkpoint";
 import { ensureLaunched } from "@picotron/mpi-napi/launcher";
 import { Generator, optim, setNumThreads } from "@picotron/tensor";
 import { loadConfig } from "@picotron/transformers";
+import * as wandb from "@picotron/wandb";
 import { Llama, lossFn } from "./model.ts";
 import * as pgm from "./process_group_manager.ts";
 import { setup_process_group_manager } from "./process_group_manager.ts";
@@ -13,6 +14,7 @@ import { print, randint, to_readable_format } from "./utils.ts";
 const args = parse_args("Training script for LLaMA model", {
   // Environment arguments
   omp_num_threads: { type: "int", min: 1, help: "CPU threads per rank (default: cores / ranks)" },
+  tokenizers_parallelism: { type: "str", default: "false", choices: ["true", "false"] },
   // Model arguments
   model_name: { type: "str", default: "HuggingFaceTB/SmolLM-360M-Instruct", help: "preset/folder/hub id" },
   num_hidden_layers: { type: "int", default: 32, min: 1 },
@@ -35,6 +37,7 @@ const args = parse_args("Training script for LLaMA model", {
   collective_timeout: { type: "float", min: 0, help: "seconds a rank waits for a peer (default 300)" },
   // Logging arguments
   run_name: { type: "str", default: "default_run" },
+  use_wandb: { type: "bool", default: false, help: "log to Weights & Biases (needs WANDB_API_KEY)" },
 });
 
 const model_config = await loadConfig(args.model_name, { pretrained: args.init_from_pretrained });
@@ -53,10 +56,13 @@ model_config.max_position_embeddings = Math.max(
 // Our torchrun: with more than one rank, re-run this script under mpirun (the parent waits there).
 await ensureLaunched({ ...args, worldSize: args.dp_size * args.pp_size * args.tp_size }); // + hostfile, timeout
 if (args.omp_num_threads) setNumThreads(args.omp_num_threads);
+process.env.TOKENIZERS_PARALLELISM = args.tokenizers_parallelism;
 
 setup_process_group_manager(args.dp_size, args.pp_size, args.tp_size);
 const grid = pgm.process_group_manager;
 const is_print_rank = grid.global_rank === 0;
+if (is_print_rank && args.use_wandb)
+  await wandb.init({ dir: "runs", name: args.run_name, config: args, use_wandb: true });
 
 const model = new Llama(model_config);
 if (args.init_from_pretrained) loadPretrained(args.model_name, model);
@@ -82,3 +88,5 @@ optimizer.step();
 
 // every rank reports, one whole line each
 print(`[rank ${grid.global_rank}] ${grid}, Loss: ${loss.item().toFixed(4)}`);
+wandb.log({ loss: loss.item() });
+await wandb.finish();

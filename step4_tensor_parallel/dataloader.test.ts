@@ -28,6 +28,8 @@ const base = (over: Partial<DataLoaderOptions> = {}): DataLoaderOptions => ({
   tokenizer_name: "bytes",
   model_name: "HuggingFaceTB/SmolLM-135M",
   max_tokens: 8,
+  num_workers: 0,
+  num_proc: 1,
   ...over,
 });
 
@@ -74,6 +76,24 @@ describe("MicroBatchDataLoader", () => {
     b.loadState(a.state());
     expect(rows(b.next().input_ids, 4)).toEqual(rows(a.next().input_ids, 4));
     expect(() => b.loadState({ next_sample: 99 })).toThrow(/outside/);
+  });
+
+  it("--num_proc 2 and --num_workers 2 give the batches of one thread (tokenized, then gathered ahead)", async () => {
+    const stories = { dataset_name: "builtin:stories", seq_len: 16, max_tokens: 512 };
+    const one = await MicroBatchDataLoader.create(base(stories));
+    const cache = process.env.PICOTRON_CACHE_DIR;
+    process.env.PICOTRON_CACHE_DIR = path.join(dir, "cache-num-proc"); // tokenized again, on 2 threads
+    try {
+      const two = await MicroBatchDataLoader.create(base({ ...stories, num_proc: 2, num_workers: 2 }));
+      for (let i = 0; i < 16; i++) {
+        const [a, b] = [one.next(), two.next()];
+        expect(Array.from(b.input_ids.values())).toEqual(Array.from(a.input_ids.values()));
+        expect(Array.from(b.target_ids.values())).toEqual(Array.from(a.target_ids.values()));
+      }
+      two.close();
+    } finally {
+      process.env.PICOTRON_CACHE_DIR = cache;
+    }
   });
 
   it("caches the tokens on disk and rebuilds when the dataset changes", async () => {

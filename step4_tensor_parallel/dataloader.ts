@@ -4,9 +4,9 @@
 // Every rank reads the same chunks: the sampler that splits the batch over dp ranks comes in step 5.
 import {
   BUILTIN_CORPUS_SOURCE,
+  DataLoader,
   loadDocuments,
   loadOrBuildTokens,
-  numChunks,
   tokenizer_group_text,
 } from "@picotron/datasets";
 import { UsageError } from "@picotron/argparse";
@@ -21,33 +21,32 @@ export interface DataLoaderOptions {
   tokenizer_name: string | undefined;
   model_name: string;
   max_tokens: number;
+  num_workers: number;
+  num_proc: number;
 }
 
-/** One micro-batch: input_ids, target_ids, position_ids. */
-export type Batch = ReturnType<MicroBatchDataLoader["next"]>;
+/** One micro-batch: input_ids, target_ids, position_ids, each [micro_batch_size, seq_len] int32. */
+export type Batch = { input_ids: Tensor; target_ids: Tensor; position_ids: Tensor };
 
-export class MicroBatchDataLoader {
-  readonly seq_len: number;
+export class MicroBatchDataLoader extends DataLoader<Batch> {
   readonly micro_batch_size: number;
   readonly grad_acc_steps: number;
   /** Chunks per optimizer step: micro_batch_size x grad_acc_steps. */
   readonly global_batch_size: number;
   /** The tokenizer's vocabulary padded to a multiple of 64: the same model in every parallel layout. */
   readonly vocab_size: number;
-  readonly num_samples: number;
-  private next_sample = 0;
 
   private constructor(
     readonly tokenizer: Tokenizer,
-    private readonly tokens: Int32Array,
+    tokens: Int32Array,
     opts: DataLoaderOptions,
   ) {
-    this.seq_len = opts.seq_len;
+    const { seq_len, micro_batch_size, num_workers } = opts;
+    super(tokens, { seq_len, batch_size: micro_batch_size, num_workers });
     this.micro_batch_size = opts.micro_batch_size;
     this.grad_acc_steps = opts.grad_acc_steps;
     this.global_batch_size = opts.micro_batch_size * opts.grad_acc_steps;
     this.vocab_size = paddedVocabSize(tokenizer.vocabSize);
-    this.num_samples = numChunks(tokens.length, opts.seq_len);
     const needed =
       Math.ceil(opts.max_tokens / (this.global_batch_size * opts.seq_len)) * this.global_batch_size;
     const count = (chunks: number) =>
@@ -70,30 +69,26 @@ export class MicroBatchDataLoader {
         opts.dataset_name.startsWith("builtin:") ? BUILTIN_CORPUS_SOURCE : opts.dataset_name,
         `${tokenizer.name}/tokenizer.json`,
       ],
-      build: async (progress) =>
-        tokenizer_group_text(await loadDocuments(opts.dataset_name), tokenizer, opts.seq_len, progress),
+      build: async (progress) => {
+        const documents = await loadDocuments(opts.dataset_name);
+        return tokenizer_group_text(documents, tokenizer, opts.seq_len, opts.num_proc, progress);
+      },
     });
     return new MicroBatchDataLoader(tokenizer, tokens, opts);
   }
 
-  /** The next micro-batch: input_ids, target_ids, position_ids, each [micro_batch_size, seq_len] int32. */
-  next(): { input_ids: Tensor; target_ids: Tensor; position_ids: Tensor } {
+  /** rows: [micro_batch_size, seq_len + 1] chunks -> input_ids = rows[:, :-1], target_ids = rows[:, 1:]. */
+  protected override collate_batch(rows: Int32Array): Batch {
     const { seq_len: seq, micro_batch_size: mbs } = this;
     const inputs = new Int32Array(mbs * seq);
     const targets = new Int32Array(mbs * seq);
     const positions = new Int32Array(mbs * seq);
     for (let b = 0; b < mbs; b++) {
-      const chunk = this.next_sample + b;
-      if (chunk >= this.num_samples)
-        throw new RangeError(
-          `the dataset's ${this.num_samples} chunks are used up (asked for chunk ${chunk})`,
-        );
-      const start = chunk * seq;
-      inputs.set(this.tokens.subarray(start, start + seq), b * seq);
-      targets.set(this.tokens.subarray(start + 1, start + seq + 1), b * seq);
+      const row = rows.subarray(b * (seq + 1), (b + 1) * (seq + 1));
+      inputs.set(row.subarray(0, seq), b * seq);
+      targets.set(row.subarray(1), b * seq);
       for (let p = 0; p < seq; p++) positions[b * seq + p] = p;
     }
-    this.next_sample += mbs;
     const shape = [mbs, seq];
     return {
       input_ids: new Tensor(inputs, shape),
@@ -108,11 +103,6 @@ export class MicroBatchDataLoader {
   }
 
   loadState(state: { next_sample: number }): void {
-    const n = state.next_sample;
-    if (!Number.isInteger(n) || n < 0 || n > this.num_samples)
-      throw new RangeError(
-        `dataloader state: next_sample ${n} is outside the dataset's ${this.num_samples} chunks`,
-      );
-    this.next_sample = n;
+    this.seek(state.next_sample); // gathering goes on from there
   }
 }

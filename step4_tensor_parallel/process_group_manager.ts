@@ -35,9 +35,7 @@ export class ProcessGroupManager {
     this.global_rank = world.rank;
     this.world_size = world.size;
     if (world.size !== dp_size * pp_size * tp_size)
-      throw new Error(
-        `world size ${world.size} != dp_size ${dp_size} x pp_size ${pp_size} x tp_size ${tp_size}`,
-      );
+      throw new Error(`world size ${world.size} != dp ${dp_size} x pp ${pp_size} x tp ${tp_size}`);
     const rankOf = (dp: number, pp: number, tp: number) => (dp * pp_size + pp) * tp_size + tp;
     this.tp_rank = this.global_rank % tp_size;
     this.pp_rank = Math.floor(this.global_rank / tp_size) % pp_size;
@@ -76,11 +74,7 @@ export class ProcessGroupManager {
 /** The process-wide manager, as the tutorial's `pgm.process_group_manager`. */
 export let process_group_manager: ProcessGroupManager;
 
-export function setup_process_group_manager(
-  dp_size: number,
-  pp_size: number,
-  tp_size: number,
-): ProcessGroupManager {
+export function setup_process_group_manager(dp_size: number, pp_size: number, tp_size: number) {
   process_group_manager = new ProcessGroupManager(init(), dp_size, pp_size, tp_size);
   return process_group_manager;
 }

@@ -34,6 +34,7 @@ function train_step(model: Llama, dataloader: MicroBatchDataLoader): number {
 const args = parse_args("Training script for LLaMA model", {
   // Environment arguments
   omp_num_threads: { type: "int", min: 1, help: "CPU threads per rank (default: cores / ranks)" },
+  tokenizers_parallelism: { type: "str", default: "false", choices: ["true", "false"] },
   // Model arguments
   model_name: { type: "str", default: "HuggingFaceTB/SmolLM-135M", help: "preset/folder/hub id" },
   num_hidden_layers: { type: "int", default: 2, min: 1 },
@@ -45,6 +46,8 @@ const args = parse_args("Training script for LLaMA model", {
   // Dataset arguments
   dataset_name: { type: "str", default: "builtin:stories", help: "builtin:stories, a file or a hub id" },
   tokenizer_name: { type: "str", help: "bytes, a tokenizer.json folder, a hub id (default: the model's)" },
+  num_workers: { type: "int", default: 1, min: 0, help: "threads gathering batches ahead" },
+  num_proc: { type: "int", default: 1, min: 1, help: "threads tokenizing (the tokens do not change)" },
   // Training arguments
   seed: { type: "int", default: 42, min: 0 },
   learning_rate: { type: "float", default: 1e-3, min: 0 },
@@ -62,6 +65,7 @@ const args = parse_args("Training script for LLaMA model", {
   collective_timeout: { type: "float", min: 0, help: "seconds a rank waits for a peer (default 300)" },
   // Logging arguments
   run_name: { type: "str", default: "default_run" },
+  use_wandb: { type: "bool", default: false, help: "log to Weights & Biases (needs WANDB_API_KEY)" },
   runs_dir: { type: "path", default: "runs", writable: true, help: "metrics go to runs_dir/run_name" },
   ...checkpoint_args, // --save_dir, --save_frequency, --resume
 });
@@ -89,6 +93,7 @@ if (args.tp_size > 1) {
 // Our torchrun: with more than one rank, re-run this script under mpirun (the parent waits there).
 await ensureLaunched({ ...args, worldSize: args.dp_size * args.pp_size * args.tp_size }); // + hostfile, timeout
 if (args.omp_num_threads) setNumThreads(args.omp_num_threads);
+process.env.TOKENIZERS_PARALLELISM = args.tokenizers_parallelism;
 
 setup_process_group_manager(args.dp_size, args.pp_size, args.tp_size);
 const grid = pgm.process_group_manager;
@@ -102,6 +107,8 @@ const dataloader = await MicroBatchDataLoader.create({
   tokenizer_name: args.tokenizer_name,
   model_name: args.model_name,
   max_tokens: args.max_tokens,
+  num_workers: args.num_workers,
+  num_proc: args.num_proc,
 });
 model_config.vocab_size = dataloader.vocab_size; // the tokenizer's, padded
 
@@ -140,9 +147,8 @@ if (args.resume && checkpoint_manager) {
 const peak_flops = measurePeakFlops();
 const config = { ...args, layout: `${grid}`, num_params, peak_flops };
 const resumeStep = args.resume ? step : undefined; // a resumed run's metrics go on after its checkpoint
-const run = is_print_rank
-  ? wandb.init({ dir: args.runs_dir, name: args.run_name, config, resumeStep })
-  : null;
+const { runs_dir: dir, run_name: name, use_wandb } = args;
+if (is_print_rank) await wandb.init({ dir, name, config, resumeStep, use_wandb });
 print(
   `${grid} | model: ${to_readable_format(num_params)} parameters, vocab ${model_config.vocab_size} | tokenizer: ${dataloader.tokenizer.name} | tokens per step: ${to_readable_format(tokens_per_step)} | peak ${to_readable_format(peak_flops)}FLOP/s per rank`,
   is_print_rank,
@@ -187,7 +193,7 @@ while (trained_token < args.max_tokens) {
     is_print_rank,
   );
   const metrics = { step, loss, lr: optimizer.lr, grad_norm, step_s: step_duration, rss_bytes };
-  run?.log({ ...metrics, trained_tokens: trained_token, tokens_per_s, tokens_per_s_per_rank, mfu });
+  wandb.log({ ...metrics, trained_tokens: trained_token, tokens_per_s, tokens_per_s_per_rank, mfu });
 
   const stopping = await agreeToStop(stop, grid.world_group); // a Ctrl-C on any rank stops them all
   if (checkpoint_manager?.should_save(step, stopping || trained_token >= args.max_tokens)) {
@@ -199,3 +205,4 @@ while (trained_token < args.max_tokens) {
     break;
   }
 }
+await wandb.finish();

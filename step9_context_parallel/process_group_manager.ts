@@ -47,7 +47,7 @@ export class ProcessGroupManager {
     const product = dp_size * pp_size * cp_size * tp_size;
     if (world.size !== product)
       throw new Error(
-        `world size ${world.size} != dp_size ${dp_size} x pp_size ${pp_size} x cp_size ${cp_size} x tp_size ${tp_size}`,
+        `world size ${world.size} != dp ${dp_size} x pp ${pp_size} x cp ${cp_size} x tp ${tp_size}`,
       );
     const rankOf = (dp: number, pp: number, cp: number, tp: number) =>
       ((dp * pp_size + pp) * cp_size + cp) * tp_size + tp;
@@ -102,7 +102,7 @@ export function setup_process_group_manager(
   pp_size: number,
   cp_size: number,
   tp_size: number,
-): ProcessGroupManager {
+) {
   process_group_manager = new ProcessGroupManager(init(), dp_size, pp_size, cp_size, tp_size);
   return process_group_manager;
 }

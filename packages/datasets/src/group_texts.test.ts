@@ -12,16 +12,18 @@ describe("tokenizer_group_text", () => {
     expect(numChunks(9, 4)).toBe(2);
   });
 
-  it("puts EOS after each document and keeps only the tokens whole chunks use", () => {
+  it("puts EOS after each document and keeps only the tokens whole chunks use", async () => {
     const seen: number[] = [];
-    const stream = tokenizer_group_text(["ab", "cde"], chars, 2, (done) => seen.push(done));
+    const stream = await tokenizer_group_text(["ab", "cde"], chars, 2, 1, (done) => seen.push(done));
     // a b EOS c d e EOS = 7 tokens -> (7 - 1) / 2 = 3 chunks -> 3 * 2 + 1 = 7 tokens kept
     expect(Array.from(stream)).toEqual([97, 98, 0, 99, 100, 101, 0]);
-    expect(Array.from(tokenizer_group_text(["ab", "cde"], chars, 4))).toEqual([97, 98, 0, 99, 100]);
+    expect(Array.from(await tokenizer_group_text(["ab", "cde"], chars, 4))).toEqual([97, 98, 0, 99, 100]);
     expect(seen).toEqual([1, 2]);
   });
 
-  it("without an EOS the documents are simply concatenated; too few tokens are all kept", () => {
-    expect(Array.from(tokenizer_group_text(["ab", "c"], { ...chars, eosId: null }, 8))).toEqual([97, 98, 99]);
+  it("without an EOS the documents are simply concatenated; too few tokens are all kept", async () => {
+    expect(Array.from(await tokenizer_group_text(["ab", "c"], { ...chars, eosId: null }, 8))).toEqual([
+      97, 98, 99,
+    ]);
   });
 });

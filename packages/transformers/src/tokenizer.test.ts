@@ -4,6 +4,7 @@ import type { AddressInfo } from "node:net";
 import os from "node:os";
 import path from "node:path";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { encodeBatch, tokenizeThreads } from "./encode_batch.ts";
 import { loadTokenizer, paddedVocabSize, TokenizerError } from "./tokenizer.ts";
 
 // A tiny BPE tokenizer in the tokenizers library's JSON format: words split on whitespace, merges l+o, lo+w, e+r.
@@ -206,5 +207,41 @@ describe("paddedVocabSize", () => {
     expect(() => paddedVocabSize(0)).toThrow(/positive integer/);
     expect(() => paddedVocabSize(10.5)).toThrow(/positive integer/);
     expect(() => paddedVocabSize(10, 0)).toThrow(/multiple must be/);
+  });
+});
+
+describe("encodeBatch (--num_proc, TOKENIZERS_PARALLELISM)", () => {
+  const texts = Array.from(
+    { length: 2500 },
+    (_, i) => `lower newest ${"low ".repeat(i % 7)}tower ${i} héllo`,
+  );
+
+  it("gives on 3 worker threads exactly the tokens of one thread, in order, for both tokenizers", async () => {
+    for (const name of ["bytes", "tiny"]) {
+      const tok = await loadTokenizer(name, "unused", dir);
+      const seen: number[] = [];
+      const threaded = await tok.encodeBatch(texts, 3, (done) => seen.push(done));
+      expect(threaded.map((ids) => Array.from(ids))).toEqual(texts.map((t) => Array.from(tok.encode(t))));
+      expect(seen.at(-1)).toBe(texts.length); // progress reaches every document
+    }
+  });
+
+  it("takes threads from --num_proc, else from TOKENIZERS_PARALLELISM", async () => {
+    const saved = process.env.TOKENIZERS_PARALLELISM;
+    try {
+      process.env.TOKENIZERS_PARALLELISM = "false";
+      expect([tokenizeThreads(4), tokenizeThreads(1)]).toEqual([4, 1]);
+      process.env.TOKENIZERS_PARALLELISM = "true";
+      expect(tokenizeThreads(1)).toBe(os.availableParallelism());
+    } finally {
+      if (saved === undefined) delete process.env.TOKENIZERS_PARALLELISM;
+      else process.env.TOKENIZERS_PARALLELISM = saved;
+    }
+  });
+
+  it("a tokenizer that a worker thread cannot load fails the batch with its message", async () => {
+    const tok = await loadTokenizer("tiny", "unused", dir);
+    const gone = { ...tok, name: path.join(dir, "removed") };
+    await expect(encodeBatch(gone, texts, 2)).rejects.toThrow("no such directory");
   });
 });

@@ -5,6 +5,7 @@ import fs from "node:fs";
 import path from "node:path";
 import { causeMessage, hubEndpoint, isNetworkError, userCwd } from "@picotron/datasets";
 import { UsageError } from "@picotron/argparse";
+import { encodeBatch, tokenizeThreads } from "./encode_batch.ts";
 
 export interface Tokenizer {
   /** "bytes", the tokenizer directory's absolute path, or the hub id: part of the token cache's key. */
@@ -14,6 +15,12 @@ export interface Tokenizer {
   /** Appended after every document when not null. */
   readonly eosId: number | null;
   encode(text: string): Int32Array;
+  /** Every text's tokens, on worker threads when num_proc > 1 (or TOKENIZERS_PARALLELISM is "true"). */
+  encodeBatch(
+    texts: readonly string[],
+    num_proc: number,
+    progress?: (done: number, total: number) => void,
+  ): Promise<Int32Array[]>;
   /** The text of token ids (generation's output); special tokens such as EOS are left out. */
   decode(ids: ArrayLike<number>): string;
 }
@@ -48,6 +55,9 @@ const bytesTokenizer: Tokenizer = {
     const ids = new Int32Array(bytes.length);
     ids.set(bytes); // a native widening copy: several hundred MB/s
     return ids;
+  },
+  encodeBatch(texts, num_proc, progress) {
+    return encodeBatch(this, texts, tokenizeThreads(num_proc), progress);
   },
   decode(ids: ArrayLike<number>): string {
     // ids of a padded vocabulary's rows (257..) and EOS are no bytes; a cut multi-byte character becomes U+FFFD
@@ -175,6 +185,9 @@ function wrap(name: string, tok: HfTokenizer): Tokenizer {
     eosId: typeof eos === "number" ? eos : null,
     // no BOS/EOS from the tokenizer's post-processor: the dataloader puts one EOS between documents
     encode: (text) => Int32Array.from(tok.encode(text, { add_special_tokens: false })),
+    encodeBatch(texts, num_proc, progress) {
+      return encodeBatch(this, texts, tokenizeThreads(num_proc), progress);
+    },
     decode: (ids) => tok.decode(Array.from(ids), { skip_special_tokens: true }),
   };
 }
