@@ -178,10 +178,14 @@ model.train();
 // with several replicas, gradient hooks average this rank's shards' gradients over the dp group
 // cp: the cp ranks hold the same weights too; a cp rank's gradient is every slice's loss's share through its
 // positions (the ring's backward brings back the later slices' dK, dV): their mean matches the mean loss
-// ZeRO-2: the buckets are reduce-scattered, each rank keeping its block of the averaged gradients
-const DataParallel = zero_stage >= 2 ? DataParallelReduceScatter : DataParallelBucket;
+// ZeRO: the buckets are reduce-scattered, each rank getting the average of its block only
+const { cp_dp_group, cp_dp_world_size } = grid;
 const dp_model =
-  grid.cp_dp_world_size > 1 ? new DataParallel(model, grid.cp_dp_group, args.bucket_cap_mb) : model;
+  cp_dp_world_size === 1
+    ? model
+    : zero_stage > 0
+      ? new DataParallelReduceScatter(model, cp_dp_group, args.bucket_cap_mb, zero_stage)
+      : new DataParallelBucket(model, cp_dp_group, args.bucket_cap_mb);
 // the whole model's, as in the single-process run: the shards' over tp, the stages' summed over pp
 const num_params = sum_over_stages("all_reduce_num_params", numParametersTensorParallel(model));
 const tensor_shapes = [args.micro_batch_size, dataloader.seq_len_per_rank, model_config.hidden_size]; // cp: a slice
@@ -189,7 +193,7 @@ const tensor_shapes = [args.micro_batch_size, dataloader.seq_len_per_rank, model
 const { learning_rate: lr, weight_decay: weightDecay } = args;
 // ZeRO-1 and 2: AdamW over this rank's block of every bucket (with one replica: the plain AdamW)
 const optimizer =
-  zero_stage > 0 && !(dp_model instanceof Llama || dp_model instanceof PipelineParallel)
+  dp_model instanceof DataParallelReduceScatter
     ? new ZeroRedundancyOptimizer(dp_model, { lr, weightDecay })
     : new optim.AdamW(model.parameters(), { lr, weightDecay });
 // the training state this rank keeps between steps, the largest rank's (the last blocks are shorter)
@@ -261,12 +265,12 @@ while (trained_token < args.max_tokens) {
 
   // clipped to --max_grad_norm (0: not clipped, still logged); a diverging run stops before the step
   // the whole model's gradient norm: the shards' squares are summed over the tp ranks (ZeRO: and the dp blocks')
-  let local_norm_sq = gradNormTensorParallel(model) ** 2;
+  let local_norm_sq: number;
   if (optimizer instanceof ZeroRedundancyOptimizer) {
     const squares = new Float64Array(optimizer.gradSquares(shardedParameters(model)));
     grid.tp_group.allreduce(squares.subarray(0, 1), "sum"); // the replicated parameters' are equal over tp
     local_norm_sq = squares[0]! + squares[1]!;
-  }
+  } else local_norm_sq = gradNormTensorParallel(model) ** 2;
   const grad_norm_sq = sum_over_stages("all_reduce_grad_norm", local_norm_sq);
   const grad_norm = optim.clipGradNorm(
     optimizer.params, // ZeRO: this rank's block

@@ -3,9 +3,10 @@
 // AdamW moments (m and v). All of it is the same on every replica, except the gradients before their
 // average. ZeRO cuts that redundancy over the dp group of size N:
 //   stage 1: each rank keeps the moments of 1/N of the parameters, updates only them, and all-gathers the
-//            updated weights: 4Ψ + 4Ψ + 8Ψ/N bytes per rank;
-//   stage 2: the gradients too: each bucket is reduce-scattered instead of all-reduced, so each rank gets
-//            only the average of its block, and the full gradients are dropped once sent: 4Ψ + 12Ψ/N.
+//            updated weights: 4Ψ + 4Ψ + 8Ψ/N bytes per rank. It needs only its block of the averaged
+//            gradients: each bucket is reduce-scattered instead of all-reduced;
+//   stage 2: the gradients sharded too: the full gradients are dropped once sent, each rank keeping its
+//            block: 4Ψ + 12Ψ/N.
 // (Stage 3 also shards the weights, all-gathered layer by layer around forward and backward: not here.)
 //
 // The unit of sharding is step 6's gradient bucket: its params laid back to back, n elements, cut into N
@@ -14,7 +15,7 @@
 // the one all-reduce of step 6 (which is a reduce-scatter followed by an all-gather).
 import { type Comm, type Request, waitAll } from "@picotron/mpi-napi";
 import { type nn, optim, Tensor } from "@picotron/tensor";
-import { assignBuckets, bucketSizeFromCap, DataParallelBucket } from "./data_parallel.ts";
+import { assignBuckets, bucketSizeFromCap } from "./data_parallel.ts";
 
 /** A bucket's params back to back: where each starts in the flat layout, and this rank's block. */
 class FlatLayout {
@@ -42,35 +43,50 @@ class FlatLayout {
   }
 }
 
-// ---- Stage 2: gradients reduce-scattered ----
+// ---- The gradients reduce-scattered ----
 
-/** A bucket whose averaged gradient each rank keeps only its block of. */
+/** A bucket whose averaged gradients each rank gets only its block of. */
 export class ReduceScatterBucket extends FlatLayout {
-  /** This rank's block of the averaged gradients, accumulated over the micro-batches (S floats). */
-  readonly grad_shard: Float32Array;
-  /** This backward pass's full gradients (N x S floats), only until they are reduce-scattered. */
-  private grad_data: Float32Array | null = null;
+  /**
+   * The full gradients, N x S floats. Stage 1: for good; each parameter's .grad is a view, the micro-batches
+   * accumulate in place, and the rank's block is overwritten with its average. Stage 2: only this backward
+   * pass's, until they are reduce-scattered.
+   */
+  grad_data: Float32Array | null = null;
+  /** Stage 2: this rank's block of the averaged gradients, summed over the micro-batches (S floats). */
+  readonly grad_shard: Float32Array | null = null;
   private recv: Float32Array | null = null;
   private handle: Request | null = null;
   private readonly ready = new Set<Tensor>();
 
-  constructor(params: readonly Tensor[], group: Comm) {
+  constructor(
+    params: readonly Tensor[],
+    group: Comm,
+    readonly zero_stage: number,
+  ) {
     super(params, group);
-    this.grad_shard = new Float32Array(this.shard_size);
+    if (zero_stage >= 2) this.grad_shard = new Float32Array(this.shard_size);
+    else {
+      this.grad_data = new Float32Array(this.shard_size * group.size);
+      params.forEach((p, i) => (p.grad = new Tensor(this.grad_data!, p.shape, undefined, this.offsets[i])));
+    }
   }
 
-  /** p's gradient of this backward pass is complete: copy it into the bucket and drop it from p. */
-  mark_param_as_ready(p: Tensor, i: number): void {
+  /** p's gradient of this backward pass is complete; the bucket's last one starts the reduce-scatter. */
+  mark_param_as_ready(p: Tensor, i: number, sync: boolean): void {
     if (this.handle) this.complete(); // the previous micro-batch's reduce-scatter, before its buffers go
+    if (this.grad_shard) {
+      // stage 2: every micro-batch is synchronized; the full gradient lives on only in the bucket
+      this.grad_data ??= new Float32Array(this.shard_size * this.group.size);
+      this.grad_data.set(p.grad!.values(), this.offsets[i]!);
+      p.grad = null;
+    } else if (!sync) return; // stage 1, an early micro-batch: accumulate only
     if (this.ready.has(p)) throw new Error("a parameter was marked ready twice in one backward pass");
-    this.grad_data ??= new Float32Array(this.shard_size * this.group.size);
-    this.grad_data.set(p.grad!.values(), this.offsets[i]!);
-    p.grad = null; // the full gradient lives on only in the bucket, until its reduce-scatter
     this.ready.add(p);
     if (this.ready.size === this.params.length) {
       this.recv = new Float32Array(this.shard_size);
       // block r of the dp average lands on rank r; the padding averages zeros
-      this.handle = this.group.ireduceScatter(this.grad_data, this.recv, "avg");
+      this.handle = this.group.ireduceScatter(this.grad_data!, this.recv, "avg");
     }
   }
 
@@ -88,20 +104,27 @@ export class ReduceScatterBucket extends FlatLayout {
     if (this.handle?.test()) this.complete();
   }
 
-  /** After the request completed (or to wait for it): adds this micro-batch's block, frees the full gradients. */
+  /** Waits for the reduce-scatter if needed, then stores the averaged block (stage 2: frees the full gradients). */
   complete(): void {
     if (!this.handle!.done) this.handle!.wait();
     const [shard, recv] = [this.grad_shard, this.recv!];
-    for (let j = 0; j < shard.length; j++) shard[j]! += recv[j]!;
-    this.grad_data = this.recv = this.handle = null;
+    if (shard) for (let j = 0; j < shard.length; j++) shard[j]! += recv[j]!;
+    else this.grad_data!.set(recv, this.group.rank * this.shard_size);
+    if (shard) this.grad_data = null;
+    this.recv = this.handle = null;
     this.ready.clear();
+  }
+
+  zeroGrad(): void {
+    (this.grad_shard ?? this.grad_data!).fill(0);
   }
 }
 
 /**
- * Step 6's bucketed data parallelism with reduce-scatter for all-reduce. Every micro-batch is synchronized
- * (require_backward_grad_sync is ignored): accumulating the full gradients over the micro-batches would keep
- * 4Ψ bytes; instead each micro-batch's averaged block is added into the rank's gradient shard.
+ * Step 6's bucketed data parallelism with a reduce-scatter for the all-reduce. Stage 1 synchronizes the last
+ * micro-batch, as step 6. Stage 2 synchronizes every micro-batch (require_backward_grad_sync is ignored):
+ * accumulating the full gradients would keep 4Ψ bytes; instead each micro-batch's averaged block is added
+ * into the rank's gradient shard, at the cost of one reduce-scatter per micro-batch.
  */
 export class DataParallelReduceScatter<M extends nn.Module & { forward(input: Tensor): Tensor }> {
   require_backward_grad_sync = true;
@@ -110,16 +133,17 @@ export class DataParallelReduceScatter<M extends nn.Module & { forward(input: Te
   constructor(
     readonly module: M,
     readonly dpGroup: Comm,
-    bucket_cap_mb = 25,
+    bucket_cap_mb: number,
+    zero_stage: number,
   ) {
     // the backward's order, as in step 6: the late layers' buckets fill and start first
     const params = module.parameters().reverse();
     const size = bucketSizeFromCap(bucket_cap_mb);
-    this.buckets = assignBuckets(params, size).map((group) => new ReduceScatterBucket(group, dpGroup));
+    this.buckets = assignBuckets(params, size).map((g) => new ReduceScatterBucket(g, dpGroup, zero_stage));
     for (const b of this.buckets) {
       b.params.forEach((p, i) =>
         p.registerPostAccumulateGradHook(() => {
-          b.mark_param_as_ready(p, i);
+          b.mark_param_as_ready(p, i, this.require_backward_grad_sync);
           for (const other of this.buckets) other.progress(); // between ops: the moments MPI can move on
         }),
       );
@@ -130,7 +154,7 @@ export class DataParallelReduceScatter<M extends nn.Module & { forward(input: Te
     return this.module.forward(input);
   }
 
-  /** Waits for the reduce-scatters in flight: after it, each rank's grad_shard holds its averaged block. */
+  /** Waits for the reduce-scatters in flight: after it, each rank holds the average of its blocks. */
   finishGradientSynchronization(): void {
     if (this.buckets.some((b) => b.incomplete))
       throw new Error(
@@ -157,8 +181,7 @@ interface Piece {
 /**
  * AdamW over this rank's block of every bucket. Its parameters are pieces: views of the slices of the model's
  * parameters the block covers, so the update writes the weights in place and the moments cover exactly the
- * block (8Ψ/N bytes). Each piece's gradient is a view of the bucket's averaged gradients (stage 1: of step
- * 6's all-reduced bucket; stage 2: of the rank's gradient shard). After the step, each bucket's weights are
+ * block (8Ψ/N bytes). Each piece's gradient is a view of the bucket's averaged block. After the step, each bucket's weights are
  * all-gathered, so every replica holds the whole updated model again.
  */
 export class ZeroRedundancyOptimizer extends optim.AdamW {
@@ -167,34 +190,29 @@ export class ZeroRedundancyOptimizer extends optim.AdamW {
   private readonly modelParams: Tensor[];
 
   constructor(
-    readonly dp_model: DataParallelBucket<Forward> | DataParallelReduceScatter<Forward>,
+    readonly dp_model: DataParallelReduceScatter<Forward>,
     options: optim.AdamWOptions,
   ) {
-    const stage1 = dp_model instanceof DataParallelBucket;
-    const buckets = stage1 ? dp_model.bucket_manager.buckets : dp_model.buckets;
-    const layouts = buckets.map((b) =>
-      b instanceof FlatLayout ? b : new FlatLayout(b.params, dp_model.dpGroup),
-    );
+    const layouts = dp_model.buckets;
     const pieces = layouts.map(({ params, offsets, lo, hi }) =>
       params.flatMap((p, i) => {
+        if (p.offset !== 0 || p.storage.length !== p.numel)
+          throw new Error("ZeRO: a parameter is not the whole of its storage");
         const [from, to] = [
           Math.max(lo, offsets[i]!) - offsets[i]!,
           Math.min(hi, offsets[i]! + p.numel) - offsets[i]!,
         ];
-        if (p.offset !== 0 || p.storage.length !== p.numel)
-          throw new Error("ZeRO: a parameter is not its own storage");
         return from < to ? [{ param: i, from, to }] : [];
       }),
     );
-    const tensors = layouts.flatMap((l, k) =>
+    const tensors = layouts.flatMap((b, k) =>
       pieces[k]!.map(({ param, from, to }) => {
-        const piece = new Tensor(l.params[param]!.storage.subarray(from, to), [to - from]);
-        const at = l.offsets[param]! + from; // the piece's first flat element
-        const b = buckets[k]!;
-        piece.grad =
-          b instanceof ReduceScatterBucket
-            ? new Tensor(b.grad_shard, [to - from], undefined, at - l.lo)
-            : new Tensor(b.grad_data, [to - from], undefined, at);
+        const piece = new Tensor(b.params[param]!.storage.subarray(from, to), [to - from]);
+        const at = b.offsets[param]! + from; // the piece's first flat element
+        // stage 2: a view of the rank's gradient shard; stage 1: of its (averaged) block of the full gradients
+        piece.grad = b.grad_shard
+          ? new Tensor(b.grad_shard, [to - from], undefined, at - b.lo)
+          : new Tensor(b.grad_data!, [to - from], undefined, at);
         return piece;
       }),
     );
@@ -204,11 +222,9 @@ export class ZeroRedundancyOptimizer extends optim.AdamW {
     this.modelParams = dp_model.module.parameters();
   }
 
-  /** Zeroes the gradients in place: stage 1, the whole buckets (all of them are all-reduced); stage 2, the shards. */
+  /** Zeroes the gradients in place: stage 1, the whole buckets (the micro-batches accumulate there); stage 2, the shards. */
   override zeroGrad(): void {
-    if (this.dp_model instanceof DataParallelBucket)
-      for (const b of this.dp_model.bucket_manager.buckets) b.grad_data.fill(0);
-    else super.zeroGrad(false);
+    for (const b of this.dp_model.buckets) b.zeroGrad();
   }
 
   /** The update of this rank's block, then every bucket's weights all-gathered. */
@@ -292,10 +308,8 @@ export function stateBytes(
 ): { params: number; grads: number; moments: number } {
   const params = model.parameters().reduce((n, p) => n + 4 * p.numel, 0);
   const moments = Object.values(optimizer.stateDict().tensors).reduce((n, t) => n + 4 * t.numel, 0);
-  let grads = params; // a single process: each parameter's own .grad
-  if (dp_model instanceof DataParallelBucket)
-    grads = dp_model.bucket_manager.buckets.reduce((n, b) => n + 4 * b.grad_data.length, 0);
+  let grads = params; // a single process or step 6's buckets: each parameter's gradient whole
   if (dp_model instanceof DataParallelReduceScatter)
-    grads = dp_model.buckets.reduce((n, b) => n + 4 * b.grad_shard.length, 0);
+    grads = dp_model.buckets.reduce((n, b) => n + 4 * (b.grad_shard ?? b.grad_data!).length, 0);
   return { params, grads, moments };
 }
