@@ -104,7 +104,7 @@ export class ReduceScatterBucket extends FlatLayout {
     if (this.handle?.test()) this.complete();
   }
 
-  /** Waits for the reduce-scatter if needed, then stores the averaged block (stage 2: frees the full gradients). */
+  /** Waits for the reduce-scatter if needed, stores the averaged block (stage 2: frees the full grads). */
   complete(): void {
     if (!this.handle!.done) this.handle!.wait();
     const [shard, recv] = [this.grad_shard, this.recv!];
@@ -171,7 +171,7 @@ export class DataParallelReduceScatter<M extends nn.Module & { forward(input: Te
 
 type Forward = nn.Module & { forward(input: Tensor): Tensor };
 
-/** A parameter's elements [from, to) that fall in this rank's block: flat element lo + at. */
+/** The elements [from, to) of a bucket's parameter that fall in this rank's block. */
 interface Piece {
   param: number;
   from: number;
@@ -181,8 +181,8 @@ interface Piece {
 /**
  * AdamW over this rank's block of every bucket. Its parameters are pieces: views of the slices of the model's
  * parameters the block covers, so the update writes the weights in place and the moments cover exactly the
- * block (8Ψ/N bytes). Each piece's gradient is a view of the bucket's averaged block. After the step, each bucket's weights are
- * all-gathered, so every replica holds the whole updated model again.
+ * block (8Ψ/N bytes). Each piece's gradient is a view of the bucket's averaged block. After the step, each
+ * bucket's weights are all-gathered, so every replica holds the whole updated model again.
  */
 export class ZeroRedundancyOptimizer extends optim.AdamW {
   private readonly layouts: FlatLayout[];
@@ -209,7 +209,7 @@ export class ZeroRedundancyOptimizer extends optim.AdamW {
       pieces[k]!.map(({ param, from, to }) => {
         const piece = new Tensor(b.params[param]!.storage.subarray(from, to), [to - from]);
         const at = b.offsets[param]! + from; // the piece's first flat element
-        // stage 2: a view of the rank's gradient shard; stage 1: of its (averaged) block of the full gradients
+        // stage 2: a view of the rank's gradient shard; stage 1: of its averaged block of the full gradients
         piece.grad = b.grad_shard
           ? new Tensor(b.grad_shard, [to - from], undefined, at - b.lo)
           : new Tensor(b.grad_data!, [to - from], undefined, at);
@@ -222,7 +222,7 @@ export class ZeroRedundancyOptimizer extends optim.AdamW {
     this.modelParams = dp_model.module.parameters();
   }
 
-  /** Zeroes the gradients in place: stage 1, the whole buckets (the micro-batches accumulate there); stage 2, the shards. */
+  /** Zeroes the gradients in place: stage 1 the whole buckets (the micro-batches add there), 2 the shards. */
   override zeroGrad(): void {
     for (const b of this.dp_model.buckets) b.zeroGrad();
   }
@@ -230,15 +230,15 @@ export class ZeroRedundancyOptimizer extends optim.AdamW {
   /** The update of this rank's block, then every bucket's weights all-gathered. */
   override step(): void {
     super.step();
-    for (const l of this.layouts) {
+    let k = 0;
+    this.layouts.forEach((l, b) => {
       const flat = new Float32Array(l.shard_size * l.group.size); // transient: one bucket's weights
-      l.params.forEach((p, i) => flat.set(p.storage as Float32Array, l.offsets[i]!)); // this rank's block is new
       const block = flat.subarray(l.group.rank * l.shard_size, (l.group.rank + 1) * l.shard_size);
+      for (const { param, from } of this.pieces[b]!)
+        block.set(this.params[k++]!.storage, l.offsets[param]! + from - l.lo); // the updated pieces
       l.group.allgather(block, flat); // in place: the block is this rank's slot
-      l.params.forEach((p, i) =>
-        (p.storage as Float32Array).set(flat.subarray(l.offsets[i]!, l.offsets[i]! + p.numel)),
-      );
-    }
+      l.params.forEach((p, i) => p.storage.set(flat.subarray(l.offsets[i]!, l.offsets[i]! + p.numel)));
+    });
   }
 
   /**
@@ -268,7 +268,7 @@ export class ZeroRedundancyOptimizer extends optim.AdamW {
     return full;
   }
 
-  /** Takes this rank's block of the moments of a plain AdamW over the model's parameters (a loaded checkpoint). */
+  /** Takes this rank's block of the moments of a plain AdamW over the model's parameters (a checkpoint's). */
   loadState(full: optim.AdamW): void {
     this.stepCount = full.stepCount;
     this.copyMoments(full, "scatter");
