@@ -57,6 +57,7 @@ Napi::Function Comm::DefineClass(Napi::Env env) {
                                            InstanceMethod<&Comm::Iallreduce>("iallreduce"),
                                            InstanceMethod<&Comm::Allgather>("allgather"),
                                            InstanceMethod<&Comm::ReduceScatter>("reduceScatter"),
+                                           InstanceMethod<&Comm::IreduceScatter>("ireduceScatter"),
                                            InstanceMethod<&Comm::Broadcast>("broadcast"),
                                            InstanceMethod<&Comm::Send>("send"),
                                            InstanceMethod<&Comm::Recv>("recv"),
@@ -139,6 +140,28 @@ void Comm::AllreduceInto(const Napi::CallbackInfo& info) {
     CheckMpi(env, MPI_Allreduce(send.data, recv.data, recv.count, recv.type, ToMpiOp(op), comm), "allreduce");
   }
   if (op == ReduceOp::kAvg) DivideInPlace(recv, size_);
+}
+
+// ireduceScatter(send, recv, op) -> Request: reduceScatter in the background. The request keeps both
+// arrays alive; recv holds this rank's block (divided by the size for "avg") once it completes.
+Napi::Value Comm::IreduceScatter(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  MPI_Comm comm = Handle(env);
+  Buffer send = GetBuffer(env, info[0], "send");
+  Buffer recv = GetBuffer(env, info[1], "recv");
+  RequireSameKind(env, send, recv);
+  if (static_cast<long long>(recv.count) * size_ != send.count) {
+    ThrowRangeError(env, "ireduceScatter: send must hold size x recv = " + std::to_string(size_) + " x " +
+                             std::to_string(recv.count) + " elements, it has " + std::to_string(send.count));
+  }
+  RequireDisjoint(env, send, recv);
+  ReduceOp op = GetReduceOp(env, info[2], recv);
+  MPI_Request request;
+  CheckMpi(env,
+           MPI_Ireduce_scatter_block(send.data, recv.data, recv.count, recv.type, ToMpiOp(op), comm, &request),
+           "ireduceScatter");
+  return Request::Start(env, request, Request::Kind::kAllreduce, recv, op == ReduceOp::kAvg ? size_ : 0,
+                        Waits("wait (ireduceScatter)"), send.value);
 }
 
 // iallreduce(buf, op) -> Request: allreduce in place in the background.

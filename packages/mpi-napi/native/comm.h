@@ -35,6 +35,7 @@ class Comm : public Napi::ObjectWrap<Comm> {
   Napi::Value Iallreduce(const Napi::CallbackInfo& info);
   void Allgather(const Napi::CallbackInfo& info);
   void ReduceScatter(const Napi::CallbackInfo& info);
+  Napi::Value IreduceScatter(const Napi::CallbackInfo& info);
   void Broadcast(const Napi::CallbackInfo& info);
   void Send(const Napi::CallbackInfo& info);
   void Recv(const Napi::CallbackInfo& info);

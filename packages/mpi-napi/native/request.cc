@@ -24,7 +24,7 @@ Napi::Function Request::DefineClass(Napi::Env env) {
 Request::Request(const Napi::CallbackInfo& info) : ObjectWrap<Request>(info) {}
 
 Napi::Value Request::Start(Napi::Env env, MPI_Request request, Kind kind, const Buffer& buffer, int divisor,
-                           const Waiting& waits) {
+                           const Waiting& waits, napi_value alsoKeep) {
   Napi::Object object = GetAddonData(env).requestClass.New({});
   Request* self = Unwrap(object);
   self->request_ = request;
@@ -34,6 +34,7 @@ Napi::Value Request::Start(Napi::Env env, MPI_Request request, Kind kind, const 
   self->waits_ = waits;
   self->done_ = false;
   self->keepAlive_ = Napi::Persistent(Napi::Value(env, buffer.value));  // strong reference
+  if (alsoKeep != nullptr) self->keepAlsoAlive_ = Napi::Persistent(Napi::Value(env, alsoKeep));
   self->Ref();                                                          // and to ourselves
   ++pending;
   return object;
@@ -57,6 +58,7 @@ Request::Problem Request::Complete(int code, const MPI_Status& status) {
     DivideInPlace(buffer_, divisor_);
   }
   keepAlive_.Reset();
+  keepAlsoAlive_.Reset();
   Unref();
   return problem;
 }

@@ -28,9 +28,10 @@ class Request : public Napi::ObjectWrap<Request> {
 
   static Napi::Function DefineClass(Napi::Env env);
   // Wraps an operation that MPI has just started on `buffer`.
-  // `waits` says what a wait() on it waits for (for the collective timeout).
+  // `waits` says what a wait() on it waits for (for the collective timeout); `alsoKeep`, when given, is a
+  // second array MPI reads until completion (ireduceScatter's send).
   static Napi::Value Start(Napi::Env env, MPI_Request request, Kind kind, const Buffer& buffer, int divisor,
-                           const Waiting& waits);
+                           const Waiting& waits, napi_value alsoKeep = nullptr);
 
   explicit Request(const Napi::CallbackInfo& info);
 
@@ -57,6 +58,7 @@ class Request : public Napi::ObjectWrap<Request> {
 
   MPI_Request request_ = MPI_REQUEST_NULL;
   Napi::Reference<Napi::Value> keepAlive_;
+  Napi::Reference<Napi::Value> keepAlsoAlive_;
   Buffer buffer_{};
   Kind kind_ = Kind::kSend;
   int divisor_ = 0;

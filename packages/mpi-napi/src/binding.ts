@@ -22,6 +22,7 @@ export interface NativeComm {
   iallreduce(buf: Buffer, op: number): NativeRequest;
   allgather(send: Buffer, recv: Buffer): void;
   reduceScatter(send: Buffer, recv: Buffer, op: number): void;
+  ireduceScatter(send: Buffer, recv: Buffer, op: number): NativeRequest;
   broadcast(buf: Buffer, root: number): void;
   send(buf: Buffer, dest: number, tag: number): void;
   recv(buf: Buffer, source: number, tag: number): void;

@@ -67,6 +67,11 @@ export class Comm {
     this.#native.reduceScatter(send, recv, opCode(op));
   }
 
+  /** reduceScatter in the background: recv holds the block once the request completes; leave send alone until then. */
+  ireduceScatter(send: Buffer, recv: Buffer, op: ReduceOp = "sum"): Request {
+    return new Request(this.#native.ireduceScatter(send, recv, opCode(op)));
+  }
+
   /** Every rank's buf becomes root's buf. */
   broadcast(buf: Buffer, root: number): void {
     this.#native.broadcast(buf, root);

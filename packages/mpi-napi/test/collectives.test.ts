@@ -54,6 +54,7 @@ function expectedResults(size: number, rank: number): Results {
   expected["iallreduce.overlap.total"] = [range(1 << 20).reduce((total, i) => total + period[i % 11]!, 0)];
   expected["iallreduce.overlap.worked"] = [1];
   expected["iallreduce.avg"] = reduce(all(5), "avg");
+  expected["ireduceScatter.avg"] = reduce(all(3 * size), "avg").slice(3 * rank, 3 * rank + 3);
   const fromPrev = inputs(prev, 13); // the big isend/irecv repeats every 13 elements
   expected["isendIrecv.overlap.head"] = range(26).map((i) => fromPrev[i % 13]!);
   expected["isendIrecv.overlap.total"] = [range(1 << 20).reduce((total, i) => total + fromPrev[i % 13]!, 0)];

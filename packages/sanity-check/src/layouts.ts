@@ -53,6 +53,15 @@ export const LAYOUTS: readonly Layout[] = [
   { name: "cp2_dp2_pp2_tp2", step: 9, sizes: { cp: 2, dp: 2, pp: 2, tp: 2 } },
   // 16 ranks is too many for CI's two cores: the quick subset keeps a 3D layout of step 9 instead.
   { name: "cp2_pp2_tp2", step: 9, sizes: { cp: 2, pp: 2, tp: 2 }, quick: "only" },
+  { name: "dp2_zero1", step: 10, sizes: { dp: 2 }, flags: { zero_stage: 1 }, quick: true },
+  { name: "dp4_zero2", step: 10, sizes: { dp: 4 }, flags: { zero_stage: 2 } },
+  { name: "dp2_zero2", step: 10, sizes: { dp: 2 }, flags: { zero_stage: 2 }, quick: "only" },
+  {
+    name: "dp2_tp2_pp2_zero2",
+    step: 10,
+    sizes: { dp: 2, tp: 2, pp: 2 },
+    flags: { pp_engine: "1f1b", zero_stage: 2 },
+  },
 ];
 
 /**

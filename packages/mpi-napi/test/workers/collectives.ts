@@ -157,6 +157,12 @@ for (const dtype of DTYPES) {
   const averaged = input("Float64Array", 5);
   world.iallreduce(averaged, "avg").wait();
   record("iallreduce.avg", averaged);
+
+  // ireduceScatter: the send array dropped by JS right away (the request keeps it alive)
+  const block = new Float32Array(3);
+  const scatter = world.ireduceScatter(input("Float32Array", 3 * size), block, "avg");
+  scatter.wait();
+  record("ireduceScatter.avg", block);
 }
 
 // --- A pending request keeps its buffer alive although nothing else refers to it, and
