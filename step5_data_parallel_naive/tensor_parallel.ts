@@ -243,7 +243,7 @@ export function checkTensorParallel(config: LlamaConfig, tpSize: number): void {
 }
 
 /** The weights of the parallel layers: each rank holds a 1/tp shard; the other parameters are replicated. */
-function shardedParameters(model: nn.Module): Set<nn.Parameter> {
+export function shardedParameters(model: nn.Module): Set<nn.Parameter> {
   const sharded = new Set<nn.Parameter>();
   for (const m of model.modules()) {
     const parallel =
