@@ -1,7 +1,6 @@
-// Step 10: ZeRO (zero.ts). The replicas of the cp x dp group stop keeping the same optimizer state: with
-// --zero_stage 1 each holds the AdamW moments of 1/N of the parameters and updates only those, then the
-// weights are all-gathered; with --zero_stage 2 the gradients are reduce-scattered too, each rank keeping
-// its block. Stage 0 is step 9. The loss curve stays the baseline's.
+// Step 10: ZeRO (zero.ts). The replicas of the cp x dp group stop all holding the same training state: each
+// keeps 1/N of the AdamW moments (--zero_stage 1), of the gradients too (2), and of the weights too (3,
+// gathered layer by layer). Stage 0 is step 9. The loss curve stays the baseline's.
 //   pnpm --filter step10 train -- --dp_size 2 --zero_stage 2
 //   pnpm --filter step10 train -- --dp_size 2 --pp_size 2 --tp_size 2 --num_attention_heads 8 --num_key_value_heads 4 --zero_stage 2
 import { parse_args, UsageError } from "@picotron/argparse";
@@ -139,8 +138,6 @@ if (args.seq_len % args.cp_size !== 0)
   throw new UsageError(
     `--seq_len ${args.seq_len} is not divisible by --cp_size ${args.cp_size}: each cp rank takes seq_len / cp_size positions`,
   );
-if (args.zero_stage === "3")
-  throw new UsageError("--zero_stage 3 (the weights sharded too, FSDP) is not implemented: use 0, 1 or 2");
 const zero_stage = Number(args.zero_stage);
 // Our torchrun: with more than one rank, re-run this script under mpirun (the parent waits there).
 await ensureLaunched({ ...args, worldSize: args.dp_size * args.pp_size * args.cp_size * args.tp_size }); // + hostfile, timeout
@@ -178,27 +175,25 @@ model.train();
 // with several replicas, gradient hooks average this rank's shards' gradients over the dp group
 // cp: the cp ranks hold the same weights too; a cp rank's gradient is every slice's loss's share through its
 // positions (the ring's backward brings back the later slices' dK, dV): their mean matches the mean loss
-// ZeRO: the buckets are reduce-scattered, each rank getting the average of its block only
-const { cp_dp_group, cp_dp_world_size } = grid;
+// ZeRO: the buckets (stage 3: layers) are reduce-scattered, each rank getting the average of its block only
 const dp_model =
-  cp_dp_world_size === 1
+  grid.cp_dp_world_size === 1
     ? model
     : zero_stage > 0
-      ? new DataParallelReduceScatter(model, cp_dp_group, args.bucket_cap_mb, zero_stage)
-      : new DataParallelBucket(model, cp_dp_group, args.bucket_cap_mb);
+      ? new DataParallelReduceScatter(model, grid.cp_dp_group, args.bucket_cap_mb, zero_stage)
+      : new DataParallelBucket(model, grid.cp_dp_group, args.bucket_cap_mb);
 // the whole model's, as in the single-process run: the shards' over tp, the stages' summed over pp
 const num_params = sum_over_stages("all_reduce_num_params", numParametersTensorParallel(model));
 const tensor_shapes = [args.micro_batch_size, dataloader.seq_len_per_rank, model_config.hidden_size]; // cp: a slice
 
 const { learning_rate: lr, weight_decay: weightDecay } = args;
-// ZeRO-1 and 2: AdamW over this rank's block of every bucket (with one replica: the plain AdamW)
+// ZeRO: AdamW over this rank's block of every bucket (with one replica: the plain AdamW)
 const optimizer =
   dp_model instanceof DataParallelReduceScatter
     ? new ZeroRedundancyOptimizer(dp_model, { lr, weightDecay })
     : new optim.AdamW(model.parameters(), { lr, weightDecay });
 // the training state this rank keeps between steps, the largest rank's (the last blocks are shorter)
-const state_bytes = stateBytes(model, dp_model, optimizer);
-const largest = new Float64Array([state_bytes.params, state_bytes.grads, state_bytes.moments]);
+const largest = new Float64Array(Object.values(stateBytes(model, dp_model, optimizer))); // params, grads, moments
 grid.world_group.allreduce(largest, "max");
 const tokens_per_step = dataloader.global_batch_size * args.seq_len;
 const total_steps = Math.floor(args.max_tokens / tokens_per_step);
@@ -220,8 +215,10 @@ let step = 0;
 if (args.resume && checkpoint_manager) {
   // checkpoints hold the whole moments, as every layout's: ZeRO loads them into a plain AdamW, keeps its block
   const full = optimizer instanceof ZeroRedundancyOptimizer ? new optim.AdamW(model.parameters()) : optimizer;
-  const { dir, state } = checkpoint_manager.load_checkpoint(model, full);
-  if (optimizer instanceof ZeroRedundancyOptimizer) optimizer.loadState(full);
+  const load = () => checkpoint_manager.load_checkpoint(model, full);
+  const { dir, state } =
+    dp_model instanceof DataParallelReduceScatter ? dp_model.withFullWeights(load) : load();
+  if (optimizer instanceof ZeroRedundancyOptimizer) optimizer.copyMoments(full, "scatter");
   ({ step, trained_tokens: trained_token } = state);
   dataloader.loadState(state.dataloader);
   const complete = trained_token >= args.max_tokens ? ": the run is already complete (--max_tokens)" : "";
@@ -239,7 +236,7 @@ print(
 );
 const [p_bytes, g_bytes, m_bytes] = [...largest].map((b) => to_readable_format(b));
 print(
-  `ZeRO stage ${zero_stage} over ${grid.cp_dp_world_size} replicas | state per rank: params ${p_bytes}B, grads ${g_bytes}B, moments ${m_bytes}B (${[...largest].join(" ")})`,
+  `ZeRO stage ${zero_stage} over ${grid.cp_dp_world_size} replicas | state per rank: params ${p_bytes}B, grads ${g_bytes}B, moments ${m_bytes}B (${[...largest].join(" ")}) of Ψ = ${num_params}`,
   is_print_rank,
 );
 
@@ -254,7 +251,7 @@ while (trained_token < args.max_tokens) {
   const step_start_time = performance.now();
   tracer.step = step + 1;
   optimizer.lr = schedule.lrAt(step);
-  optimizer.zeroGrad(false); // in place: with dp, the gradients are views of the buckets (ZeRO-2: of the shard)
+  optimizer.zeroGrad(false); // in place: with dp, the gradients are views of the buckets
 
   const train_step_pipeline = args.pp_engine === "1f1b" ? train_step_pipeline_1f1b : train_step_pipeline_afab;
   const loss = all_reduce_loss_across_dp_cp_ranks(
@@ -265,12 +262,10 @@ while (trained_token < args.max_tokens) {
 
   // clipped to --max_grad_norm (0: not clipped, still logged); a diverging run stops before the step
   // the whole model's gradient norm: the shards' squares are summed over the tp ranks (ZeRO: and the dp blocks')
-  let local_norm_sq: number;
-  if (optimizer instanceof ZeroRedundancyOptimizer) {
-    const squares = new Float64Array(optimizer.gradSquares(shardedParameters(model)));
-    grid.tp_group.allreduce(squares.subarray(0, 1), "sum"); // the replicated parameters' are equal over tp
-    local_norm_sq = squares[0]! + squares[1]!;
-  } else local_norm_sq = gradNormTensorParallel(model) ** 2;
+  const local_norm_sq =
+    optimizer instanceof ZeroRedundancyOptimizer
+      ? optimizer.gradNormSquared(shardedParameters(model), grid.tp_group)
+      : gradNormTensorParallel(model) ** 2;
   const grad_norm_sq = sum_over_stages("all_reduce_grad_norm", local_norm_sq);
   const grad_norm = optim.clipGradNorm(
     optimizer.params, // ZeRO: this rank's block
@@ -305,8 +300,15 @@ while (trained_token < args.max_tokens) {
   const stopping = await agreeToStop(stop, grid.world_group); // a Ctrl-C on any rank stops them all
   if (checkpoint_manager?.should_save(step, stopping || trained_token >= args.max_tokens)) {
     const state = { step, trained_tokens: trained_token, dataloader: dataloader.state(), seed: args.seed };
-    const saved = optimizer instanceof ZeroRedundancyOptimizer ? optimizer.gatherState() : optimizer;
-    print(`saved checkpoint ${checkpoint_manager.save_checkpoint(model, saved, state)}`, is_print_rank);
+    const saved =
+      optimizer instanceof ZeroRedundancyOptimizer
+        ? optimizer.copyMoments(new optim.AdamW(model.parameters(), { lr, weightDecay }), "gather")
+        : optimizer;
+    const save = () => checkpoint_manager.save_checkpoint(model, saved, state);
+    print(
+      `saved checkpoint ${dp_model instanceof DataParallelReduceScatter ? dp_model.withFullWeights(save) : save()}`,
+      is_print_rank,
+    );
   }
   if (stopping) {
     print(`stopped at step ${step}${args.save_dir ? "" : " (no --save_dir: nothing saved)"}`, is_print_rank);

@@ -1,10 +1,10 @@
-// pnpm --filter step10 bench: ZeRO stages 0, 1 and 2 on dp 1, 2 and 4, each a short train.ts run of a small
+// pnpm --filter step10 bench: ZeRO stages 0 to 3 on dp 1, 2 and 4, each a short train.ts run of a small
 // Llama (one thread per rank, the same global batch). Per run: the training state each rank keeps between
 // steps (weights, gradients, AdamW moments, counted by train.ts, the largest rank's) against the ZeRO
-// formulas in fp32 — 4Ψ + 4Ψ/N_g + 8Ψ/N_m, N_g = dp from stage 2, N_m = dp from stage 1 — and tokens/s (the
-// median step after the first). The excess is the padding of the buckets' last gradient blocks, when the
-// largest rank's figures are another's (the moments: the first ranks' blocks are whole), a few bytes.
-//   pnpm --filter step10 bench [-- --steps 6 --dp 1,2,4 --stages 0,1,2]
+// formulas in fp32 — 4Ψ/N_p + 4Ψ/N_g + 8Ψ/N_m, N_m = dp from stage 1, N_g from stage 2, N_p from stage 3 —
+// and tokens/s (the median step after the first). The excess is the padding of the last blocks (gradients,
+// and at stage 3 weights), when the largest rank's figures are another's, a few bytes.
+//   pnpm --filter step10 bench [-- --steps 6 --dp 1,2,4 --stages 0,1,2,3]
 import { spawnSync } from "node:child_process";
 import fs from "node:fs";
 import os from "node:os";
@@ -18,7 +18,7 @@ const args = yargs(argv)
   .options({
     steps: { type: "number", default: 6, describe: "training steps per run (the first is not timed)" },
     dp: { type: "string", default: "1,2,4", describe: "data-parallel sizes" },
-    stages: { type: "string", default: "0,1,2", describe: "ZeRO stages" },
+    stages: { type: "string", default: "0,1,2,3", describe: "ZeRO stages" },
   })
   .strict()
   .parseSync();
@@ -59,12 +59,12 @@ try {
         encoding: "utf8",
       });
       if (r.status !== 0) throw new Error(`${name} failed:\n${r.stderr}`);
-      const [params, grads, moments] = /state per rank: .*\((\d+) (\d+) (\d+)\)/
+      const [params, grads, moments, psi] = /state per rank: .*\((\d+) (\d+) (\d+)\) of Ψ = (\d+)/
         .exec(r.stdout)!
         .slice(1)
         .map(Number);
-      const psi = params! / 4;
-      const formula = 4 * psi + (4 * psi) / (stage >= 2 ? dp : 1) + (8 * psi) / (stage >= 1 ? dp : 1);
+      const shards = (from: number) => (stage >= from ? dp : 1); // the stage that shards a term divides it
+      const formula = (4 * psi!) / shards(3) + (4 * psi!) / shards(2) + (8 * psi!) / shards(1);
       const metrics = fs
         .readFileSync(path.join(runsDir, name, "metrics.jsonl"), "utf8")
         .trim()

@@ -1,31 +1,24 @@
-// ZeRO (Rajbhandari et al., 2020; torch's ZeroRedundancyOptimizer and FSDP): the dp replicas of step 6 each
-// hold the whole training state, of Ψ parameters in fp32 4Ψ bytes of weights, 4Ψ of gradients and 8Ψ of
-// AdamW moments (m and v). All of it is the same on every replica, except the gradients before their
-// average. ZeRO cuts that redundancy over the dp group of size N:
-//   stage 1: each rank keeps the moments of 1/N of the parameters, updates only them, and all-gathers the
-//            updated weights: 4Ψ + 4Ψ + 8Ψ/N bytes per rank. It needs only its block of the averaged
-//            gradients: each bucket is reduce-scattered instead of all-reduced;
-//   stage 2: the gradients sharded too: the full gradients are dropped once sent, each rank keeping its
-//            block: 4Ψ + 12Ψ/N.
-// (Stage 3 also shards the weights, all-gathered layer by layer around forward and backward: not here.)
-//
-// The unit of sharding is step 6's gradient bucket: its params laid back to back, n elements, cut into N
-// blocks of S = ceil(n / N) (the last ones padded with zeros): rank r owns flat elements [r S, (r + 1) S).
-// Communication per step: a reduce-scatter plus an all-gather move (N - 1)/N of the data each, as much as
-// the one all-reduce of step 6 (which is a reduce-scatter followed by an all-gather).
+// ZeRO (Rajbhandari et al., 2020; torch's ZeroRedundancyOptimizer and FSDP). Step 6's N replicas each hold
+// 4Ψ bytes of weights, 4Ψ of gradients and 8Ψ of AdamW moments (fp32, Ψ parameters). ZeRO shards them:
+//   stage 1: the moments: each rank updates its 1/N of the weights, then all-gathers them: 8Ψ + 8Ψ/N;
+//   stage 2: the gradients too, reduce-scattered instead of all-reduced: 4Ψ + 12Ψ/N;
+//   stage 3 (FSDP): the weights too, gathered layer by layer around forward and backward: 16Ψ/N.
+// The unit is a bucket (stage 3: a layer), its params back to back, n elements, cut into N blocks of
+// S = ceil(n / N) (the last ones padded): rank r owns the flat elements [r S, (r + 1) S).
 import { type Comm, type Request, waitAll } from "@picotron/mpi-napi";
-import { type nn, optim, Tensor } from "@picotron/tensor";
+import { tracer } from "@picotron/profiler";
+import { defineFunction, nn, optim, Tensor } from "@picotron/tensor";
 import { assignBuckets, bucketSizeFromCap } from "./data_parallel.ts";
 
 /** A bucket's params back to back: where each starts in the flat layout, and this rank's block. */
 class FlatLayout {
   readonly offsets: number[] = [];
-  readonly numel: number;
   /** S: the elements of each rank's block (the flat layout padded to N x S). */
   readonly shard_size: number;
-  /** This rank's block, [lo, hi) of the flat elements (hi - lo < S for the last ranks: the padding). */
+  /** Where this rank's block starts in the flat elements (the last ranks' hold fewer than S: the padding). */
   readonly lo: number;
-  readonly hi: number;
+  /** The elements [from, to) of the bucket's parameter `param` that fall in this rank's block. */
+  readonly pieces: { param: number; from: number; to: number }[];
 
   constructor(
     readonly params: readonly Tensor[],
@@ -33,13 +26,32 @@ class FlatLayout {
   ) {
     let n = 0;
     for (const p of params) {
+      if (p.offset !== 0 || p.storage.length !== p.numel) throw new Error("ZeRO: a parameter is not whole");
       this.offsets.push(n);
       n += p.numel;
     }
-    this.numel = n;
     this.shard_size = Math.ceil(n / group.size);
     this.lo = Math.min(n, group.rank * this.shard_size);
-    this.hi = Math.min(n, this.lo + this.shard_size);
+    const hi = Math.min(n, this.lo + this.shard_size);
+    this.pieces = params.flatMap((p, i) => {
+      const [from, to] = [Math.max(this.lo, this.offsets[i]!), Math.min(hi, this.offsets[i]! + p.numel)];
+      return from < to ? [{ param: i, from: from - this.offsets[i]!, to: to - this.offsets[i]! }] : [];
+    });
+  }
+
+  /** This rank's block (S floats), piece n's values at its place. */
+  block(pieceValues: (n: number, piece: FlatLayout["pieces"][number]) => ArrayLike<number>): Float32Array {
+    const block = new Float32Array(this.shard_size);
+    for (const [n, piece] of this.pieces.entries())
+      block.set(pieceValues(n, piece), this.offsets[piece.param]! + piece.from - this.lo);
+    return block;
+  }
+
+  /** Every rank's block all-gathered: each param's whole values, views of one transient N x S buffer. */
+  allgather(block: Float32Array): Float32Array[] {
+    const flat = new Float32Array(this.shard_size * this.group.size);
+    this.group.allgather(block, flat);
+    return this.params.map((p, i) => flat.subarray(this.offsets[i]!, this.offsets[i]! + p.numel));
   }
 }
 
@@ -47,23 +59,15 @@ class FlatLayout {
 
 /** A bucket whose averaged gradients each rank gets only its block of. */
 export class ReduceScatterBucket extends FlatLayout {
-  /**
-   * The full gradients, N x S floats. Stage 1: for good; each parameter's .grad is a view, the micro-batches
-   * accumulate in place, and the rank's block is overwritten with its average. Stage 2: only this backward
-   * pass's, until they are reduce-scattered.
-   */
+  /** The full gradients, N x S: stage 1 for good (the .grads are views); stages 2, 3 until reduce-scattered. */
   grad_data: Float32Array | null = null;
-  /** Stage 2: this rank's block of the averaged gradients, summed over the micro-batches (S floats). */
+  /** Stages 2 and 3: this rank's block of the averaged gradients, summed over the micro-batches. */
   readonly grad_shard: Float32Array | null = null;
   private recv: Float32Array | null = null;
-  private handle: Request | null = null;
+  handle: Request | null = null; // the reduce-scatter in flight
   private readonly ready = new Set<Tensor>();
 
-  constructor(
-    params: readonly Tensor[],
-    group: Comm,
-    readonly zero_stage: number,
-  ) {
+  constructor(params: readonly Tensor[], group: Comm, zero_stage: number) {
     super(params, group);
     if (zero_stage >= 2) this.grad_shard = new Float32Array(this.shard_size);
     else {
@@ -76,7 +80,7 @@ export class ReduceScatterBucket extends FlatLayout {
   mark_param_as_ready(p: Tensor, i: number, sync: boolean): void {
     if (this.handle) this.complete(); // the previous micro-batch's reduce-scatter, before its buffers go
     if (this.grad_shard) {
-      // stage 2: every micro-batch is synchronized; the full gradient lives on only in the bucket
+      // stages 2 and 3: every micro-batch is synchronized; the full gradient lives on only in the bucket
       this.grad_data ??= new Float32Array(this.shard_size * this.group.size);
       this.grad_data.set(p.grad!.values(), this.offsets[i]!);
       p.grad = null;
@@ -88,10 +92,6 @@ export class ReduceScatterBucket extends FlatLayout {
       // block r of the dp average lands on rank r; the padding averages zeros
       this.handle = this.group.ireduceScatter(this.grad_data!, this.recv, "avg");
     }
-  }
-
-  get inFlight(): Request | null {
-    return this.handle;
   }
 
   /** Partly filled: some parameters got no gradient in this backward pass. */
@@ -120,11 +120,78 @@ export class ReduceScatterBucket extends FlatLayout {
   }
 }
 
+// ---- Stage 3: the weights sharded too ----
+
+type Unit = nn.Module & { forward(...args: never[]): Tensor };
+
+/**
+ * A layer (the embedding, a decoder layer, the final norm or projection) of which this rank keeps only its block
+ * of the weights. Its forward is wrapped: all-gather, run, free; and its output passes through an identity
+ * whose backward all-gathers them again for the layer's backward (FSDP's pre-backward hook). Its gradients are
+ * stage 2's; once the last one is in, the backward is done with the weights: freed.
+ */
+export class ShardedUnit extends ReduceScatterBucket {
+  readonly weight_shard = new Float32Array(this.shard_size);
+
+  constructor(
+    readonly name: string,
+    module: Unit,
+    group: Comm,
+  ) {
+    super(module.parameters(), group, 3);
+    this.keepShard();
+    const forward = module.forward.bind(module);
+    const gatherBeforeBackward = defineFunction({
+      name: "ZeRO3Gather",
+      forward: (_ctx, y: Tensor) => y,
+      backward: (_ctx, grad) => (this.gather("backward"), [grad]),
+    });
+    module.forward = (...args) => {
+      this.gather("forward");
+      const y = forward(...args);
+      this.free();
+      return gatherBeforeBackward(y);
+    };
+  }
+
+  /** The whole weights from every rank's block: each parameter set_ to its slice of the gathered buffer. */
+  gather(before: string): void {
+    tracer.span(`all-gather ${this.name} (${before})`, "zero3", () =>
+      this.allgather(this.weight_shard).forEach((values, i) => this.params[i]!.set_(values)),
+    );
+  }
+
+  free(): void {
+    for (const p of this.params) p.set_(new Float32Array(0));
+  }
+
+  /** Keeps only this rank's block of the whole weights (at the start, and after a checkpoint's load). */
+  keepShard(): void {
+    this.weight_shard.set(
+      this.block((_, { param, from, to }) => this.params[param]!.values().subarray(from, to)),
+    );
+    this.free();
+  }
+
+  override mark_param_as_ready(p: Tensor, i: number, sync: boolean): void {
+    super.mark_param_as_ready(p, i, sync);
+    if (this.handle) this.free(); // every gradient is in, the reduce-scatter started: backward is done
+  }
+}
+
+/** Stage 3's units, in forward order: what a Llama or a pipeline stage runs one after another. */
+function fsdp_units(model: nn.Module): [string, Unit][] {
+  const { embedding, decoder_layers, final_norm, final_proj } = model as unknown as Record<string, object>;
+  const layers = Object.entries(decoder_layers ?? {}).map(([i, l]) => [`decoder_layers.${i}`, l]);
+  const units = [["embedding", embedding], ...layers, ["final_norm", final_norm], ["final_proj", final_proj]];
+  return units.filter((u): u is [string, Unit] => u[1] instanceof nn.Module && u[1].parameters().length > 0);
+}
+
 /**
  * Step 6's bucketed data parallelism with a reduce-scatter for the all-reduce. Stage 1 synchronizes the last
- * micro-batch, as step 6. Stage 2 synchronizes every micro-batch (require_backward_grad_sync is ignored):
- * accumulating the full gradients would keep 4Ψ bytes; instead each micro-batch's averaged block is added
- * into the rank's gradient shard, at the cost of one reduce-scatter per micro-batch.
+ * micro-batch, as step 6. Stages 2 and 3 synchronize every micro-batch (require_backward_grad_sync is
+ * ignored): accumulating the full gradients would keep 4Ψ bytes; instead each micro-batch's averaged block is
+ * added into the rank's gradient shard, at the cost of one reduce-scatter per micro-batch.
  */
 export class DataParallelReduceScatter<M extends nn.Module & { forward(input: Tensor): Tensor }> {
   require_backward_grad_sync = true;
@@ -138,8 +205,14 @@ export class DataParallelReduceScatter<M extends nn.Module & { forward(input: Te
   ) {
     // the backward's order, as in step 6: the late layers' buckets fill and start first
     const params = module.parameters().reverse();
-    const size = bucketSizeFromCap(bucket_cap_mb);
-    this.buckets = assignBuckets(params, size).map((g) => new ReduceScatterBucket(g, dpGroup, zero_stage));
+    this.buckets =
+      zero_stage === 3
+        ? fsdp_units(module)
+            .map(([name, u]) => new ShardedUnit(name, u, dpGroup))
+            .reverse()
+        : assignBuckets(params, bucketSizeFromCap(bucket_cap_mb)).map(
+            (g) => new ReduceScatterBucket(g, dpGroup, zero_stage),
+          );
     for (const b of this.buckets) {
       b.params.forEach((p, i) =>
         p.registerPostAccumulateGradHook(() => {
@@ -154,162 +227,124 @@ export class DataParallelReduceScatter<M extends nn.Module & { forward(input: Te
     return this.module.forward(input);
   }
 
+  /** Stage 3: runs fn (a checkpoint's save or load) on the whole weights, then keeps this rank's block again. */
+  withFullWeights<T>(fn: () => T): T {
+    const units = this.buckets.filter((b) => b instanceof ShardedUnit);
+    for (const u of units) u.gather("checkpoint");
+    const result = fn();
+    for (const u of units) u.keepShard();
+    return result;
+  }
+
   /** Waits for the reduce-scatters in flight: after it, each rank holds the average of its blocks. */
   finishGradientSynchronization(): void {
     if (this.buckets.some((b) => b.incomplete))
-      throw new Error(
-        "gradient synchronization: a parameter got no gradient in the backward pass, so its bucket never " +
-          "started its reduce-scatter (every parameter must take part in the loss)",
-      );
-    const pending = this.buckets.filter((b) => b.inFlight);
-    waitAll(pending.map((b) => b.inFlight!));
+      throw new Error("a parameter got no gradient: all must take part in the loss");
+    const pending = this.buckets.filter((b) => b.handle);
+    waitAll(pending.map((b) => b.handle!));
     for (const b of pending) b.complete();
   }
 }
 
-// ---- Stages 1 and 2: the optimizer sharded ----
-
-type Forward = nn.Module & { forward(input: Tensor): Tensor };
-
-/** The elements [from, to) of a bucket's parameter that fall in this rank's block. */
-interface Piece {
-  param: number;
-  from: number;
-  to: number;
-}
+// ---- The optimizer sharded ----
 
 /**
- * AdamW over this rank's block of every bucket. Its parameters are pieces: views of the slices of the model's
- * parameters the block covers, so the update writes the weights in place and the moments cover exactly the
- * block (8Ψ/N bytes). Each piece's gradient is a view of the bucket's averaged block. After the step, each
- * bucket's weights are all-gathered, so every replica holds the whole updated model again.
+ * AdamW over this rank's block of every bucket: its parameters are pieces, views of the slices of the weights
+ * the block covers (stage 3: of the block itself), updated in place, with moments of the block's size (8Ψ/N
+ * bytes), gradients views of the bucket's averaged block. After the step, stages 1 and 2 all-gather each
+ * bucket's weights, so every replica holds the whole updated model again; stage 3's next forward gathers them.
  */
 export class ZeroRedundancyOptimizer extends optim.AdamW {
-  private readonly layouts: FlatLayout[];
-  private readonly pieces: Piece[][];
-  private readonly modelParams: Tensor[];
+  private readonly layouts: ReduceScatterBucket[];
 
   constructor(
-    readonly dp_model: DataParallelReduceScatter<Forward>,
+    dp_model: DataParallelReduceScatter<nn.Module & { forward(input: Tensor): Tensor }>,
     options: optim.AdamWOptions,
   ) {
-    const layouts = dp_model.buckets;
-    const pieces = layouts.map(({ params, offsets, lo, hi }) =>
-      params.flatMap((p, i) => {
-        if (p.offset !== 0 || p.storage.length !== p.numel)
-          throw new Error("ZeRO: a parameter is not the whole of its storage");
-        const [from, to] = [
-          Math.max(lo, offsets[i]!) - offsets[i]!,
-          Math.min(hi, offsets[i]! + p.numel) - offsets[i]!,
-        ];
-        return from < to ? [{ param: i, from, to }] : [];
-      }),
-    );
-    const tensors = layouts.flatMap((b, k) =>
-      pieces[k]!.map(({ param, from, to }) => {
-        const piece = new Tensor(b.params[param]!.storage.subarray(from, to), [to - from]);
-        const at = b.offsets[param]! + from; // the piece's first flat element
-        // stage 2: a view of the rank's gradient shard; stage 1: of its averaged block of the full gradients
+    const tensors = dp_model.buckets.flatMap((b) =>
+      b.pieces.map(({ param, from, to }) => {
+        const at = b.offsets[param]! + from - b.lo; // the piece's first element in the rank's block
+        const piece = new Tensor(
+          b instanceof ShardedUnit
+            ? b.weight_shard.subarray(at, at + to - from)
+            : b.params[param]!.storage.subarray(from, to),
+          [to - from],
+        );
+        // stages 2 and 3: a view of the rank's gradient shard; stage 1: of its averaged block of the full ones
         piece.grad = b.grad_shard
-          ? new Tensor(b.grad_shard, [to - from], undefined, at - b.lo)
-          : new Tensor(b.grad_data!, [to - from], undefined, at);
+          ? new Tensor(b.grad_shard, [to - from], undefined, at)
+          : new Tensor(b.grad_data!, [to - from], undefined, b.lo + at);
         return piece;
       }),
     );
     super(tensors, options);
-    this.layouts = layouts;
-    this.pieces = pieces;
-    this.modelParams = dp_model.module.parameters();
+    this.layouts = dp_model.buckets;
   }
 
-  /** Zeroes the gradients in place: stage 1 the whole buckets (the micro-batches add there), 2 the shards. */
+  /** Zeroes the gradients in place: stage 1 the whole buckets (the micro-batches add there), else the shards. */
   override zeroGrad(): void {
-    for (const b of this.dp_model.buckets) b.zeroGrad();
+    for (const b of this.layouts) b.zeroGrad();
   }
 
-  /** The update of this rank's block, then every bucket's weights all-gathered. */
+  /** The update of this rank's block, then (stages 1 and 2) every bucket's weights all-gathered. */
   override step(): void {
     super.step();
     let k = 0;
-    this.layouts.forEach((l, b) => {
-      const flat = new Float32Array(l.shard_size * l.group.size); // transient: one bucket's weights
-      const block = flat.subarray(l.group.rank * l.shard_size, (l.group.rank + 1) * l.shard_size);
-      for (const { param, from } of this.pieces[b]!)
-        block.set(this.params[k++]!.storage, l.offsets[param]! + from - l.lo); // the updated pieces
-      l.group.allgather(block, flat); // in place: the block is this rank's slot
-      l.params.forEach((p, i) => p.storage.set(flat.subarray(l.offsets[i]!, l.offsets[i]! + p.numel)));
-    });
+    for (const l of this.layouts) {
+      const first = k;
+      k += l.pieces.length;
+      if (l instanceof ShardedUnit) continue; // its pieces are the weights' block, updated in place
+      const updated = l.block((n) => this.params[first + n]!.storage);
+      l.allgather(updated).forEach((values, i) => l.params[i]!.storage.set(values));
+    }
   }
 
   /**
-   * Squares of the gradients summed over the whole model's shard on this (tp, pp) position, the dp ranks'
-   * blocks added: [those of the tp-sharded parameters, those of the replicated ones].
+   * The squared norm of the gradients of the model's shard on this (tp, pp) position: the dp ranks' blocks
+   * summed, and the tp ranks' for the tp-sharded parameters (the others' are the same on every tp rank).
    */
-  gradSquares(tpSharded: ReadonlySet<Tensor>): [number, number] {
-    const sums = new Float64Array(2);
+  gradNormSquared(tpSharded: ReadonlySet<Tensor>, tpGroup: Comm): number {
+    const sums = new Float64Array(2); // [tp-sharded, replicated]
     let k = 0;
-    this.layouts.forEach((l, b) =>
-      this.pieces[b]!.forEach(({ param }) => {
+    for (const l of this.layouts)
+      for (const { param } of l.pieces)
         sums[tpSharded.has(l.params[param]!) ? 0 : 1] += optim.gradSquaredSum([this.params[k++]!]);
-      }),
-    );
     this.layouts[0]?.group.allreduce(sums, "sum");
-    return [sums[0]!, sums[1]!];
+    tpGroup.allreduce(sums.subarray(0, 1), "sum");
+    return sums[0]! + sums[1]!;
   }
 
   /**
-   * The moments of the whole model's shard, gathered from every dp rank into a plain AdamW over the model's
-   * parameters (collective: every dp rank calls it): the format every layout's checkpoints have.
+   * Every layout's checkpoint format: a plain AdamW over the model's parameters. "gather" fills `full` with the
+   * moments of every dp rank's blocks (collective); "scatter" takes this rank's block from it.
    */
-  gatherState(): optim.AdamW {
-    const full = new optim.AdamW(this.modelParams, { lr: this.lr, weightDecay: this.weightDecay });
-    full.stepCount = this.stepCount;
-    this.copyMoments(full, "gather");
-    return full;
-  }
-
-  /** Takes this rank's block of the moments of a plain AdamW over the model's parameters (a checkpoint's). */
-  loadState(full: optim.AdamW): void {
-    this.stepCount = full.stepCount;
-    this.copyMoments(full, "scatter");
-  }
-
-  private copyMoments(full: optim.AdamW, direction: "gather" | "scatter"): void {
-    const mine = this.stateDict().tensors;
-    const whole = full.stateDict().tensors; // views of the moments: written in place
-    const index = new Map(this.modelParams.map((p, j) => [p, j]));
+  copyMoments(full: optim.AdamW, direction: "gather" | "scatter"): optim.AdamW {
+    if (direction === "gather") full.stepCount = this.stepCount;
+    else this.stepCount = full.stepCount;
+    const [mine, whole] = [this.stateDict().tensors, full.stateDict().tensors]; // views: written in place
+    const index = new Map(full.params.map((p, j) => [p, j]));
     let k = 0;
-    this.layouts.forEach((l, b) => {
-      const flat = new Float32Array(l.shard_size * l.group.size);
-      const block = flat.subarray(l.group.rank * l.shard_size, (l.group.rank + 1) * l.shard_size);
+    for (const l of this.layouts) {
       for (const moment of ["exp_avg", "exp_avg_sq"]) {
-        const ofParam = (i: number) =>
-          whole[`state.${index.get(l.params[i]!)}.${moment}`]!.values() as Float32Array;
-        this.pieces[b]!.forEach(({ param, from, to }, n) => {
-          const own = mine[`state.${k + n}.${moment}`]!.values() as Float32Array;
-          if (direction === "scatter") own.set(ofParam(param).subarray(from, to));
-          else block.set(own, l.offsets[param]! + from - l.lo);
-        });
-        if (direction === "gather") {
-          l.group.allgather(block, flat);
-          l.params.forEach((p, i) => ofParam(i).set(flat.subarray(l.offsets[i]!, l.offsets[i]! + p.numel)));
-        }
+        const ofParam = (i: number) => whole[`state.${index.get(l.params[i]!)}.${moment}`]!.values();
+        const own = (n: number) => mine[`state.${k + n}.${moment}`]!.values();
+        if (direction === "gather") l.allgather(l.block(own)).forEach((v, i) => ofParam(i).set(v));
+        else l.pieces.forEach(({ param, from, to }, n) => own(n).set(ofParam(param).subarray(from, to)));
       }
-      k += this.pieces[b]!.length;
-    });
+      k += l.pieces.length;
+    }
+    return full;
   }
 }
 
 /** Bytes of the training state this rank holds between steps: weights, gradients, AdamW moments (fp32). */
-export function stateBytes(
-  model: nn.Module,
-  dp_model: unknown,
-  optimizer: optim.AdamW,
-): { params: number; grads: number; moments: number } {
-  const params = model.parameters().reduce((n, p) => n + 4 * p.numel, 0);
+export function stateBytes(model: nn.Module, dp_model: unknown, optimizer: optim.AdamW) {
+  let params = model.parameters().reduce((n, p) => n + 4 * p.storage.length, 0); // stage 3: freed, 0
   const moments = Object.values(optimizer.stateDict().tensors).reduce((n, t) => n + 4 * t.numel, 0);
   let grads = params; // a single process or step 6's buckets: each parameter's gradient whole
-  if (dp_model instanceof DataParallelReduceScatter)
+  if (dp_model instanceof DataParallelReduceScatter) {
     grads = dp_model.buckets.reduce((n, b) => n + 4 * (b.grad_shard ?? b.grad_data!).length, 0);
+    for (const b of dp_model.buckets) if (b instanceof ShardedUnit) params += 4 * b.weight_shard.length;
+  }
   return { params, grads, moments };
 }

@@ -62,6 +62,14 @@ export const LAYOUTS: readonly Layout[] = [
     sizes: { dp: 2, tp: 2, pp: 2 },
     flags: { pp_engine: "1f1b", zero_stage: 2 },
   },
+  { name: "dp2_zero3", step: 10, sizes: { dp: 2 }, flags: { zero_stage: 3 }, quick: true },
+  { name: "dp4_zero3", step: 10, sizes: { dp: 4 }, flags: { zero_stage: 3 } },
+  {
+    name: "dp2_tp2_pp2_zero3",
+    step: 10,
+    sizes: { dp: 2, tp: 2, pp: 2 },
+    flags: { pp_engine: "1f1b", zero_stage: 3 },
+  },
 ];
 
 /**

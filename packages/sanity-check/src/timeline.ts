@@ -1,7 +1,7 @@
 // A timeline PNG of one training step from a run's --trace (a Chrome trace-event JSON, one track per rank):
 // one row per rank, a box per span — forward and backward labelled with their micro-batch, point-to-point
-// transfers as thin strips, all-reduces and the optimizer step — and white where a rank waits: the pipeline
-// bubble. Drawn by chart.js (floating horizontal bars) on @napi-rs/canvas, as the sanity plot.
+// transfers and ZeRO-3's all-gathers as thin strips, all-reduces and the optimizer step — and white where a
+// rank waits: the pipeline bubble. Drawn by chart.js (floating horizontal bars) on @napi-rs/canvas.
 //   tsx packages/sanity-check/src/timeline.ts trace.json timeline.png [--step N] [--title "pp 4, AFAB"]
 import fs from "node:fs";
 import path from "node:path";
@@ -39,6 +39,8 @@ export interface Trace {
 
 /** The categories drawn, in legend order, with their colour and bar thickness (share of the row). */
 const CATEGORIES: { cat: string; label: string; color: string; thickness: number }[] = [
+  // first: chart.js draws the first dataset on top, and these strips lie inside the forward and backward boxes
+  { cat: "zero3", label: "all-gather of a layer (ZeRO-3)", color: layoutColor(6), thickness: 0.4 },
   { cat: "forward", label: "forward", color: layoutColor(0), thickness: 0.8 },
   { cat: "backward", label: "backward", color: layoutColor(1), thickness: 0.8 },
   { cat: "p2p", label: "send / recv", color: layoutColor(9), thickness: 0.25 },

@@ -94,7 +94,11 @@ export class Tensor {
 
   /** The elements in row-major order as a TypedArray; a view (no copy) when the tensor is contiguous. */
   values(): Storage {
-    if (this.isContiguous()) return this.storage.subarray(this.offset, this.offset + this.numel);
+    if (this.isContiguous()) {
+      if (this.storage.length < this.offset + this.numel)
+        throw new Error(`a ${shapeStr(this.shape)} tensor has no values: its storage was freed`);
+      return this.storage.subarray(this.offset, this.offset + this.numel);
+    }
     return stridedCopy(this);
   }
 
@@ -127,6 +131,17 @@ export class Tensor {
   /** A tensor sharing this one's storage, cut from the graph. */
   detach(): Tensor {
     return new Tensor(this.storage, this.shape, this.strides, this.offset);
+  }
+  /**
+   * Points the tensor at another storage, as torch's Tensor.set_ (and FSDP's p.data = ...): a parameter sharded
+   * by ZeRO-3 holds its full values only around its layer's forward and backward, an empty storage between.
+   * Ops read a weight's storage when they run, in backward too, so they see the values set then.
+   */
+  set_(storage: Storage): this {
+    if (storage.length !== 0 && storage.length < this.offset + this.numel)
+      throw new RangeError(`set_: ${storage.length} elements are too few for ${shapeStr(this.shape)}`);
+    (this as { storage: Storage }).storage = storage;
+    return this;
   }
   registerPostAccumulateGradHook(hook: (t: Tensor) => void): void {
     if (!this.isLeaf)

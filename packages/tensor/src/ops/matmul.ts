@@ -138,11 +138,11 @@ export function linear(x: Tensor, weight: Tensor): Tensor {
   const [outF, inF] = weight.shape as [number, number];
   const m = x.numel / inF;
   const xv = f32(x);
-  const wv = f32(weight);
   const outShape = [...x.shape.slice(0, -1), outF];
-  const y = new Tensor(gemm(xv, wv, m, inF, outF, false, true), outShape);
+  const y = new Tensor(gemm(xv, f32(weight), m, inF, outF, false, true), outShape);
   return withGrad(y, "Linear", [x, weight], (g) => {
     const dy = f32(g);
+    const wv = f32(weight); // read now, not saved: ZeRO-3 frees the weight between forward and backward
     let dx: Float32Array | null;
     let dw: Float32Array | null;
     if (outF >= WIDE) {

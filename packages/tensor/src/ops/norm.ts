@@ -17,12 +17,12 @@ export function rmsNorm(x: Tensor, weight: Tensor, eps: number): Tensor {
     );
   }
   const xv = x.values() as Float32Array;
-  const w = weight.values() as Float32Array;
   const out = uninitialized(xv.length);
   const rstd = new Float64Array(xv.length / h); // 1 / sqrt(mean(x^2) + eps) per row, saved for backward
   const simd = wasmRmsNormFits(h);
-  (simd ? rmsNormForwardWasm : normForward)(xv, w, eps, out, rstd);
+  (simd ? rmsNormForwardWasm : normForward)(xv, weight.values() as Float32Array, eps, out, rstd);
   return withGrad(new Tensor(out, x.shape), "RMSNorm", [x, weight], (g) => {
+    const w = weight.values() as Float32Array; // read now, not saved (ZeRO-3 frees weights until backward)
     const dx = uninitialized(xv.length);
     const dw = new Float64Array(h);
     (simd ? rmsNormBackwardWasm : normBackward)(xv, w, rstd, g.values() as Float32Array, dx, dw);

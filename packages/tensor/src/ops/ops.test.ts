@@ -165,6 +165,35 @@ describe("shape errors", () => {
   });
 });
 
+describe("set_: a weight's storage swapped between forward and backward (ZeRO-3)", () => {
+  it("linear and rms_norm's backward read the weight as it is then; a freed tensor refuses to be read", () => {
+    for (const [op, wShape] of [
+      [(x: Tensor, w: Tensor) => F.linear(x, w), [4, 3]],
+      [(x: Tensor, w: Tensor) => F.rms_norm(x, w, 1e-6), [3]],
+    ] as const) {
+      const x = rand([2, 3]).requiresGrad_();
+      const w = rand([...wShape]).requiresGrad_();
+      // the values gathered before the backward: other than the forward's, so a saved copy would show
+      const later = w.values().map((v) => 2 * v + 0.5);
+      const gradsWith = (values: Float32Array) => {
+        const [x2, w2] = [x.detach().requiresGrad_(), new Tensor(values.slice(), w.shape).requiresGrad_()];
+        op(x2, w2).sum().backward(); // dy = 1: the backward's weights alone set the gradients
+        return [x2.grad!.toArray(), w2.grad!.toArray()];
+      };
+      const expected = gradsWith(later as Float32Array);
+      expect(expected[0]).not.toEqual(gradsWith(w.values() as Float32Array)[0]);
+      const y = op(x, w);
+      w.set_(new Float32Array(0)); // freed after the forward, as ZeRO-3 does
+      expect(() => w.values()).toThrow(/storage was freed/);
+      w.set_(later); // gathered again before the backward, into a new buffer
+      y.sum().backward();
+      expect(x.grad!.toArray()).toEqual(expected[0]);
+      expect(w.grad!.toArray()).toEqual(expected[1]);
+      expect(() => w.set_(new Float32Array(1))).toThrow(/too few/);
+    }
+  });
+});
+
 describe("kernels", () => {
   it("the wide linear (8192+ outputs: backward in blocks, the last one partial) matches matmul", () => {
     const x = rand([3, 8]);
