@@ -10,6 +10,7 @@ import os from "node:os";
 import { parse_args } from "@picotron/argparse";
 import {
   Generator,
+  type ProfileReport,
   blasDescription,
   gemmBackendSummary,
   gemmChoices,
@@ -28,7 +29,9 @@ import {
   OPENBLAS_OVERRIDES,
   fairTorchEnv,
   torchAvailable,
+  torchProfile,
   torchRound,
+  type TorchProfile,
   type TorchEnv,
 } from "./torch_anchor.bench.ts";
 
@@ -46,7 +49,12 @@ const BENCH: LlamaConfig = {
 };
 
 const args = parse_args("fwd + bwd + AdamW throughput, ours next to PyTorch's", {
-  steps: { type: "int", default: 4, min: 1, help: "timed steps per round (plus one warm-up)" },
+  steps: {
+    type: "int",
+    default: 4,
+    min: 1,
+    help: "timed steps per round (plus one warm-up); with --profile, profiled steps (the median is shown)",
+  },
   rounds: { type: "int", default: 2, min: 1, help: "rounds, alternating ours and PyTorch's" },
   threads: { type: "int", default: 1, min: 1 },
   mbs: { type: "int", default: 4, min: 1 },
@@ -117,12 +125,47 @@ function ourRound(): number[] {
   return times.slice(1);
 }
 
+/**
+ * Our profiled step next to PyTorch's, in four parts both profilers can name: the linear layers' matrix
+ * products, the loss, the optimizer, and everything else (attention, norms, activations, autograd). The
+ * last line bounds any cut outside matrix products: PyTorch's step over our products alone.
+ */
+function whereTheTimeGoes(ours: ProfileReport, theirs: TorchProfile): string {
+  const sum = (names: string[], ms: Record<string, number>) => names.reduce((s, n) => s + (ms[n] ?? 0), 0);
+  const rows = (prefix: string) =>
+    ours.rows.filter((r) => r.name.startsWith(prefix)).reduce((s, r) => s + r.ms, 0);
+  const mine = { linear: rows("Linear"), loss: rows("CrossEntropy"), optimizer: rows("AdamW.step") };
+  const torch = {
+    linear: sum(["aten::mm", "aten::addmm"], theirs.self_ms),
+    loss: sum(["aten::_log_softmax", "aten::_log_softmax_backward_data"], theirs.self_ms),
+    optimizer: theirs.total_ms["Optimizer.step#AdamW.step"] ?? 0,
+  };
+  const other = (p: typeof mine, step: number) => step - p.linear - p.loss - p.optimizer;
+  const line = (label: string, a: number, b: number) =>
+    `${label.padEnd(38)}${a.toFixed(0).padStart(8)}${b.toFixed(0).padStart(9)}`;
+  return [
+    `where the time goes (median step, ms, ${args.threads} thread(s))`.padEnd(38) + "    ours  pytorch",
+    line("linear layers' matrix products", mine.linear, torch.linear),
+    line("loss (softmax cross-entropy)", mine.loss, torch.loss),
+    line("optimizer (AdamW)", mine.optimizer, torch.optimizer),
+    line("everything else", other(mine, ours.totalMs), other(torch, theirs.step_ms)),
+    line("step", ours.totalMs, theirs.step_ms),
+    `bound: PyTorch's step / our matrix products alone = ${(theirs.step_ms / mine.linear).toFixed(2)}x ` +
+      "(the most any cut outside matrix products can reach)",
+  ].join("\n");
+}
+
 if (args.profile) {
   // compiles the kernels and lets the heap reach its size: in a VM, the first touches of fresh memory are
   // slow (the [tokens, vocab] buffers of the loss take ten steps to stop costing page faults)
   for (let s = 0; s < args.warmup; s++) trainStep();
   console.log(gemmBackendSummary());
-  console.log(profile(trainStep).table());
+  // the median of --steps profiled steps (a VM's speed drifts from one step to the next)
+  const reports = Array.from({ length: args.steps }, () => profile(trainStep));
+  const report = reports.sort((a, b) => a.totalMs - b.totalMs)[Math.floor(reports.length / 2)]!;
+  console.log(`the median of ${args.steps} profiled steps:`);
+  console.log(report.table());
+  if (fairEnv) console.log(whereTheTimeGoes(report, torchProfile(fairEnv.env, args)));
   process.exit(0);
 }
 

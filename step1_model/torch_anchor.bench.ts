@@ -97,3 +97,51 @@ export function torchRound(
   const out = execFileSync(PYTHON, [ANCHOR, ...args], { env, encoding: "utf8" });
   return JSON.parse(out.trim().split("\n").pop()!) as TorchResult;
 }
+
+// Warm steps of the anchor's bench, each profiled by torch.profiler: for the median step, the self time
+// (ms) per aten op, the optimizer's total, and the step. The model and the step are the anchor's own (its module imported,
+// its bench loop's four lines), run with the thread count and environment of torchRound.
+const PROFILE = `
+import importlib.util, json, sys, time, torch, torch.nn.functional as F
+from torch.profiler import profile, ProfilerActivity
+spec = importlib.util.spec_from_file_location("torch_llama", sys.argv[1])
+T = importlib.util.module_from_spec(spec); spec.loader.exec_module(T)
+threads, mbs, seq, warmup = (int(x) for x in sys.argv[2:6])
+torch.set_num_threads(threads)
+c = dict(T.CONFIGS["bench"]); c["max_position_embeddings"] = seq
+torch.manual_seed(0)
+model = T.Llama(c); opt = torch.optim.AdamW(model.parameters(), lr=3e-4)
+ids = torch.randint(0, c["vocab_size"], (mbs, seq + 1))
+def step():
+    opt.zero_grad(set_to_none=True)
+    lg = model(ids[:, :-1])
+    F.cross_entropy(lg.reshape(-1, c["vocab_size"]), ids[:, 1:].reshape(-1)).backward()
+    opt.step()
+for _ in range(warmup): step()
+runs = []
+for _ in range(int(sys.argv[6])):
+    with profile(activities=[ProfilerActivity.CPU]) as p:
+        t = time.perf_counter(); step(); step_ms = (time.perf_counter() - t) * 1e3
+    ev = p.key_averages()
+    runs.append({"step_ms": step_ms, "self_ms": {e.key: e.self_cpu_time_total / 1e3 for e in ev},
+                 "total_ms": {e.key: e.cpu_time_total / 1e3 for e in ev}})
+print(json.dumps(sorted(runs, key=lambda r: r["step_ms"])[len(runs) // 2]))
+`;
+
+export interface TorchProfile {
+  step_ms: number;
+  /** Self time per aten op (ms): an op calling another is not charged for it. */
+  self_ms: Record<string, number>;
+  /** Total time per op, callees included (ms): "Optimizer.step#AdamW.step" is the whole update. */
+  total_ms: Record<string, number>;
+}
+
+/** The anchor's median step of `steps` profiled ones, after `warmup` untimed steps. */
+export function torchProfile(
+  env: NodeJS.ProcessEnv,
+  o: { threads: number; mbs: number; seq: number; warmup: number; steps: number },
+): TorchProfile {
+  const argv = [ANCHOR, o.threads, o.mbs, o.seq, o.warmup, o.steps].map(String);
+  const out = execFileSync(PYTHON, ["-c", PROFILE, ...argv], { env, encoding: "utf8" });
+  return JSON.parse(out.trim().split("\n").pop()!) as TorchProfile;
+}
