@@ -99,8 +99,8 @@ export function torchRound(
 }
 
 // Warm steps of the anchor's bench, each profiled by torch.profiler: for the median step, the self time
-// (ms) per aten op, the optimizer's total, and the step. The model and the step are the anchor's own (its module imported,
-// its bench loop's four lines), run with the thread count and environment of torchRound.
+// (ms) per aten op, the optimizer's total, and the step. The model is the anchor's own (its module
+// imported; the step is its bench loop's four lines), run with torchRound's threads and environment.
 const PROFILE = `
 import importlib.util, json, sys, time, torch, torch.nn.functional as F
 from torch.profiler import profile, ProfilerActivity
