@@ -2,11 +2,16 @@
 // The bench's PyTorch side (../shared/anchors/torch_llama.py, run by /usr/bin/python3 when torch is
 // installed), on OpenBLAS's best kernels for this CPU: an inherited OPENBLAS_CORETYPE (e.g. Haswell, the
 // AVX2 kernels) would hold PyTorch back on an AVX-512 CPU, and OPENBLAS_L2_SIZE would mistune its blocking.
-// Both are removed, once a GEMM in that environment has matched a float64 reference.
+// Both are removed, once a GEMM in that environment has matched a float64 reference. With 2 or more
+// threads, idle threads that spin take the cores the others compute on: PyTorch's intra-op pool is OpenMP
+// (libgomp), whose idle threads spin unless OMP_WAIT_POLICY=PASSIVE (on the bench step with 2 threads:
+// 1.09 s per step with it, 1.44-1.87 s without), and OpenBLAS's idle threads get the thread timeout ours
+// runs with (OPENBLAS_THREAD_TIMEOUT, see @picotron/blas-napi: 1.53-1.64 s against 1.81-2.13 s).
 import { execFileSync, spawnSync } from "node:child_process";
 import fs from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
+import { blasThreadTimeout } from "@picotron/tensor";
 
 const PYTHON = "/usr/bin/python3";
 export const ANCHOR = path.resolve(
@@ -60,24 +65,27 @@ export function fairTorchEnv(threads: number): TorchEnv {
     ...process.env,
     OPENBLAS_NUM_THREADS: String(threads),
     OMP_NUM_THREADS: String(threads),
+    OMP_WAIT_POLICY: "PASSIVE",
+    OPENBLAS_THREAD_TIMEOUT: blasThreadTimeout(),
   };
   const set = OPENBLAS_OVERRIDES.filter((v) => base[v] !== undefined);
   const clean = { ...base };
   for (const v of set) delete clean[v];
   const check = gemmCheck(clean);
   const inherited = set.map((v) => `${v}=${base[v]}`).join(" ");
+  const idle = `; idle threads sleep (OMP_WAIT_POLICY=PASSIVE OPENBLAS_THREAD_TIMEOUT=${base.OPENBLAS_THREAD_TIMEOUT})`;
   if (check.err <= GEMM_TOLERANCE) {
     const note = set.length
       ? `removed ${inherited}; GEMM check passed (rel err ${check.err.toExponential(1)})`
       : `no OpenBLAS override set; GEMM check passed (rel err ${check.err.toExponential(1)})`;
-    return { env: clean, core: check.core, removed: set, note };
+    return { env: clean, core: check.core, removed: set, note: note + idle };
   }
   const kept = gemmCheck(base);
   return {
     env: base,
     core: kept.core,
     removed: [],
-    note: `kept the environment as it is (${inherited || "no override"}): without it a GEMM did not match float64 (rel err ${check.err})`,
+    note: `kept the environment as it is (${inherited || "no override"}): without it a GEMM did not match float64 (rel err ${check.err})${idle}`,
   };
 }
 

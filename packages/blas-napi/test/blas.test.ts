@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { loadBlas } from "../src/index.ts";
+import { blasThreadTimeout, loadBlas } from "../src/index.ts";
 
 /** Row-major reference product in float64: C = op(A) op(B). */
 function reference(
@@ -22,6 +22,25 @@ function reference(
 }
 
 const { blas, reason } = loadBlas();
+
+describe("OpenBLAS's thread timeout", () => {
+  it("is in the environment OpenBLAS read as it loaded", () => {
+    expect(process.env.OPENBLAS_THREAD_TIMEOUT).toBe(blasThreadTimeout());
+  });
+
+  it("keeps a value the environment sets, else 4 (idle threads sleep at once)", () => {
+    const saved = process.env.OPENBLAS_THREAD_TIMEOUT;
+    try {
+      process.env.OPENBLAS_THREAD_TIMEOUT = "12";
+      expect(blasThreadTimeout()).toBe("12");
+      delete process.env.OPENBLAS_THREAD_TIMEOUT;
+      expect(blasThreadTimeout()).toBe("4");
+    } finally {
+      if (saved === undefined) delete process.env.OPENBLAS_THREAD_TIMEOUT;
+      else process.env.OPENBLAS_THREAD_TIMEOUT = saved;
+    }
+  });
+});
 
 describe.skipIf(!blas)(`OpenBLAS addon${reason ? ` (skipped: ${reason})` : ""}`, () => {
   it("multiplies with every transpose flag", () => {

@@ -21,7 +21,7 @@ export {
   type GemmMode,
   type GemmChoice,
 } from "./kernels/gemm.ts";
-export { blasDescription } from "./kernels/blas.ts";
+export { blasDescription, blasThreadTimeout } from "./kernels/blas.ts";
 export { measurePeakFlops } from "./peak.ts";
 export { profile, ProfileReport, type ProfileRow } from "./profiler.ts";
 export { loadSafetensors, saveSafetensors, serializeSafetensors, SafetensorsError } from "./safetensors.ts";
