@@ -64,6 +64,28 @@ describe("gradient checks (finite differences)", () => {
     expect(gradcheck((x) => F.silu(x), [rand([10], 3)]).maxRelErr).toBeLessThan(TOL);
     expect(gradcheck((g, u) => F.swiglu(g, u), [rand([10], 3), rand([10])]).maxRelErr).toBeLessThan(TOL);
   });
+  // onnxruntime's Sigmoid is a rational approximation (MLAS): a few float32 ulps (6e-8) off, not one
+  it("swiglu matches float64 on a long array, with gates far into sigmoid's flat tails", () => {
+    const n = 8199;
+    const a = Float32Array.from({ length: n }, (_, i) =>
+      i < 8 ? [-120, -90, -30, 0, 1e-8, 30, 90, 120][i]! : Math.sin(i) * 12,
+    );
+    const u = Float32Array.from({ length: n }, (_, i) => Math.cos(i * 0.3) * 2);
+    const dy = Float32Array.from({ length: n }, (_, i) => Math.sin(i * 0.07));
+    const [gate, up] = [new Tensor(a, [n]).requiresGrad_(), new Tensor(u, [n]).requiresGrad_()];
+    const y = F.swiglu(gate, up);
+    y.backward(new Tensor(dy, [n]));
+    const [yv, da, du] = [y, gate.grad!, up.grad!].map((t) => t.values() as Float32Array);
+    for (let i = 0; i < n; i++) {
+      const x = a[i]!;
+      const s = 1 / (1 + Math.exp(-x));
+      const close = (got: number, want: number) =>
+        expect(Math.abs(got - want), `element ${i}`).toBeLessThanOrEqual(5e-6 * Math.max(1, Math.abs(want)));
+      close(yv![i]!, x * s * u[i]!);
+      close(du![i]!, dy[i]! * x * s);
+      close(da![i]!, dy[i]! * u[i]! * s * (1 + x * (1 - s)));
+    }
+  });
   it("rotary embedding", () => {
     const s = 3;
     const d = 4;
