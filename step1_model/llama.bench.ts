@@ -6,6 +6,7 @@
 //   pnpm bench -- --remeasure-gemm forgets this host's stored GEMM choices (for this thread count) first
 // PyTorch runs on OpenBLAS's best kernels for the CPU (see torch_anchor.ts); our OpenBLAS gets the same
 // environment.
+import fs from "node:fs";
 import os from "node:os";
 import { parse_args } from "@picotron/argparse";
 import {
@@ -88,6 +89,20 @@ const tokensPerStep = args.mbs * args.seq;
 /** picotron's FLOPs per token: 6N + 12 L H S (N counts every parameter, embedding included). */
 function flopsPerToken(n: number): number {
   return 6 * n + 12 * config.num_hidden_layers * config.hidden_size * args.seq;
+}
+
+/** "AMD EPYC (family 26, model 2, AVX-512)": the model, and from /proc/cpuinfo (Linux) family, model, AVX-512. */
+function cpuDescription(): string {
+  const name = os.cpus()[0]?.model ?? "unknown CPU";
+  let info = "";
+  try {
+    info = fs.readFileSync("/proc/cpuinfo", "utf8").split("\n\n")[0]!;
+  } catch {
+    return name;
+  }
+  const field = (k: string) => new RegExp(`^${k}\\s*:\\s*(.*)$`, "m").exec(info)?.[1]?.trim();
+  const avx512 = / avx512f( |$)/m.test(field("flags") ?? "") ? "AVX-512" : "no AVX-512";
+  return `${name} (family ${field("cpu family") ?? "?"}, model ${field("model") ?? "?"}, ${avx512})`;
 }
 
 function median(xs: number[]): number {
@@ -205,7 +220,7 @@ setGemmBackend(modes[0]!);
 const summary = gemmBackendSummary();
 
 const round4 = (x: number) => +x.toFixed(4);
-const cpu = os.cpus()[0]?.model ?? "?";
+const cpu = cpuDescription();
 console.log(`cpu: ${cpu}; ${args.threads} thread(s); ${summary}`);
 if (torchEnv) console.log(`pytorch: OpenBLAS core ${torchEnv.core}; ${torchEnv.note}`);
 const byMode: Record<string, unknown> = {};
@@ -223,6 +238,7 @@ for (const m of modes) {
 const primary = byMode[modes[0]!] as { step_s: number; tokens_per_s: number };
 const result: Record<string, unknown> = {
   impl: "picotron-ts",
+  cpu,
   config: "bench",
   params: numParams,
   threads: args.threads,
