@@ -1,9 +1,9 @@
 // OpenBLAS's SGEMM (through @picotron/blas-napi), run with the same thread count as onnxruntime's kernels.
 // OpenBLAS reads OPENBLAS_CORETYPE and the like once, when the addon loads: on first use, not on import.
 import { blasThreadTimeout, loadBlas, type Blas } from "@picotron/blas-napi";
+import { getNumThreads } from "./ort.ts";
 
 export { blasThreadTimeout };
-import { getNumThreads } from "./ort.ts";
 
 let threadsSet = 0;
 

@@ -1,7 +1,8 @@
 // GEMM on two libraries: onnxruntime's MLAS (always there) and the system's OpenBLAS (when its addon is
 // built). In "auto" mode (the default) each signature — shapes, transposes, thread count — runs on the
-// one that measured faster on this host (a tie: on the one most products before it chose); the choice is measured once and stored (gemm_store.ts), so
-// every run and every rank on the host computes with the same kernels, bit for bit.
+// one that measured faster on this host (in a tie, the one most products before it chose); the choice is
+// measured once and stored (gemm_store.ts), so every run and every rank on the host computes with the
+// same kernels, bit for bit.
 //   PICOTRON_GEMM=auto|ort|blas, or setGemmBackend(...) (the benches' --gemm flag).
 import os from "node:os";
 import { kernel, getNumThreads } from "./ort.ts";
