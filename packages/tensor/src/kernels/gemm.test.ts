@@ -6,6 +6,7 @@ import { F, Tensor, gradcheck } from "../index.ts";
 import { blasAvailable } from "./blas.ts";
 import {
   chooseBackend,
+  measureChoice,
   gemmBackendSummary,
   gemmChoices,
   gemmInto,
@@ -103,6 +104,28 @@ describe("GEMM backends", () => {
     expect(chooseBackend(0.93, 1.0, ["blas", "blas", "ort"])).toBe("blas");
     expect(chooseBackend(1.0, 0.98, [])).toBe("blas"); // a tie and no majority: the faster
     expect(chooseBackend(0.98, 1.0, ["ort", "blas"])).toBe("ort");
+  });
+
+  it("keeps a win against the majority only if the median of three measurements confirms it", () => {
+    const sequence = (...runs: [number, number][]) => {
+      let i = 0;
+      return { measure: (): [number, number] => runs[i++]!, count: () => i };
+    };
+    // the majority (OpenBLAS) winning: one measurement is enough
+    let m = sequence([1.0, 0.8]);
+    expect(measureChoice(m.measure, ["blas", "blas"]).backend).toBe("blas");
+    expect(m.count()).toBe(1);
+    // MLAS 25% faster once, at a noisy moment, then slower twice: the majority stays
+    m = sequence([0.8, 1.0], [1.3, 1.0], [1.2, 1.0]);
+    expect(measureChoice(m.measure, ["blas", "blas"])).toEqual({ backend: "blas", ortS: 1.2, blasS: 1.0 });
+    expect(m.count()).toBe(3);
+    // MLAS faster in every measurement: it wins
+    m = sequence([0.8, 1.0], [0.7, 1.0], [0.75, 1.0]);
+    expect(measureChoice(m.measure, ["blas"]).backend).toBe("ort");
+    // the first choice (no majority yet) is always measured three times
+    m = sequence([1.0, 0.8], [1.0, 0.9], [1.0, 0.85]);
+    expect(measureChoice(m.measure, []).backend).toBe("blas");
+    expect(m.count()).toBe(3);
   });
 
   it("measures a signature once, then reads the stored answer", () => {
