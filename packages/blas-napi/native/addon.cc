@@ -4,6 +4,8 @@
 #include <napi.h>
 #include <cblas.h>
 
+#include "adamw.h"
+
 #include <string>
 
 namespace {
@@ -76,6 +78,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("getNumThreads", Napi::Function::New(env, GetNumThreads, "getNumThreads"));
   exports.Set("coreName", Napi::Function::New(env, CoreName, "coreName"));
   exports.Set("config", Napi::Function::New(env, Config, "config"));
+  exports.Set("adamw", Napi::Function::New(env, AdamW, "adamw"));
   return exports;
 }
 

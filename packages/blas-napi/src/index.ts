@@ -1,5 +1,6 @@
 // The system's BLAS as a second GEMM: OpenBLAS's cblas_sgemm through a small addon (native/addon.cc,
-// built into build/Release/blas_napi.node by `pnpm install` when libopenblas-dev is installed).
+// built into build/Release/blas_napi.node by `pnpm install` when libopenblas-dev is installed), and beside
+// it AdamW's update on every thread (native/adamw.cc).
 // Optional: loadBlas() returns null, with the reason, when the addon was not built.
 import { createRequire } from "node:module";
 
@@ -28,6 +29,25 @@ export interface Blas {
   coreName(): string;
   /** OpenBLAS's build description, e.g. "OpenBLAS 0.3.21 DYNAMIC_ARCH NO_AFFINITY SkylakeX MAX_THREADS=64". */
   config(): string;
+  /**
+   * One AdamW step in place on `threads` threads, in float32 (the scalars are rounded to float32):
+   *   m = b1 m + c1 g;   v = b2 v + c2 g g;   w = w decay - stepSize (m / (sqrt(v) invBc2Sqrt + eps))
+   */
+  adamw(
+    w: Float32Array,
+    g: Float32Array,
+    m: Float32Array,
+    v: Float32Array,
+    b1: number,
+    c1: number,
+    b2: number,
+    c2: number,
+    invBc2Sqrt: number,
+    eps: number,
+    stepSize: number,
+    decay: number,
+    threads: number,
+  ): void;
 }
 
 export type BlasLoad = { blas: Blas; reason: null } | { blas: null; reason: string };

@@ -78,4 +78,47 @@ describe.skipIf(!blas)(`OpenBLAS addon${reason ? ` (skipped: ${reason})` : ""}`,
     expect(blas!.getNumThreads()).toBe(1);
     expect(() => blas!.setNumThreads(0)).toThrow("setNumThreads: expected a positive integer");
   });
+
+  it("updates AdamW's weights and moments with float32's bits, on any number of threads", () => {
+    const f = Math.fround; // float32 arithmetic: float64, then rounded (exact for + - * / sqrt)
+    const n = 300_001; // more than two threads' minimum, and not a whole number of cache lines
+    const w0 = Float32Array.from({ length: n }, (_, i) => Math.sin(i));
+    const g = Float32Array.from({ length: n }, (_, i) => Math.cos(3 * i) * 1e-2);
+    const m0 = Float32Array.from({ length: n }, (_, i) => Math.sin(7 * i) * 1e-3);
+    const v0 = Float32Array.from({ length: n }, (_, i) => Math.cos(5 * i) ** 2 * 1e-5);
+    const [b1, c1, b2, c2, inv, eps, lr, decay] = [
+      0.9,
+      0.1,
+      0.999,
+      0.001,
+      1 / 0.0447,
+      1e-8,
+      3e-4,
+      0.99997,
+    ].map(f);
+    const want = { w: new Float32Array(w0), m: new Float32Array(m0), v: new Float32Array(v0) };
+    for (let i = 0; i < n; i++) {
+      const mi = f(f(m0[i]! * b1!) + f(g[i]! * c1!));
+      const vi = f(f(v0[i]! * b2!) + f(f(g[i]! * g[i]!) * c2!));
+      [want.m[i], want.v[i]] = [mi, vi];
+      want.w[i] = f(f(w0[i]! * decay!) - f(lr! * f(mi / f(f(f(Math.sqrt(vi)) * inv!) + eps!))));
+    }
+    for (const threads of [1, 2, 3]) {
+      const [w, m, v] = [new Float32Array(w0), new Float32Array(m0), new Float32Array(v0)];
+      blas!.adamw(w, g, m, v, b1!, c1!, b2!, c2!, inv!, eps!, lr!, decay!, threads);
+      expect(Buffer.from(w.buffer).equals(Buffer.from(want.w.buffer))).toBe(true);
+      expect(Buffer.from(m.buffer).equals(Buffer.from(want.m.buffer))).toBe(true);
+      expect(Buffer.from(v.buffer).equals(Buffer.from(want.v.buffer))).toBe(true);
+    }
+  });
+
+  it("refuses AdamW arrays of different lengths, or no thread", () => {
+    const [a, b] = [new Float32Array(4), new Float32Array(3)];
+    expect(() => blas!.adamw(a, b, a, a, 0.9, 0.1, 0.999, 0.001, 1, 1e-8, 1e-3, 1, 1)).toThrow(
+      "adamw: w, g, m and v must have the same length",
+    );
+    expect(() => blas!.adamw(a, a, a, a, 0.9, 0.1, 0.999, 0.001, 1, 1e-8, 1e-3, 1, 0)).toThrow(
+      "adamw: threads must be a positive integer",
+    );
+  });
 });

@@ -3,7 +3,7 @@
 import { blasThreadTimeout, loadBlas, type Blas } from "@picotron/blas-napi";
 import { getNumThreads } from "./ort.ts";
 
-export { blasThreadTimeout };
+export { blasThreadTimeout, type Blas };
 
 let threadsSet = 0;
 

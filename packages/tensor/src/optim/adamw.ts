@@ -4,7 +4,7 @@
 //   p <- p - (lr / (1 - b1^t)) * m / (sqrt(v) / sqrt(1 - b2^t) + eps)
 import { Tensor } from "../tensor.ts";
 import { timed } from "../profiler.ts";
-import { AdamWSlot } from "./adamw_update.ts";
+import { adamwSlot, type AdamWSlot } from "./adamw_update.ts";
 
 export interface AdamWOptions {
   lr?: number;
@@ -36,7 +36,7 @@ export class AdamW {
     this.betas = betas;
     this.eps = eps;
     this.weightDecay = weightDecay;
-    this.slots = params.map((p) => new AdamWSlot(p.numel));
+    this.slots = params.map((p) => adamwSlot(p.numel));
   }
 
   /**

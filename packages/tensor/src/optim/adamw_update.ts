@@ -1,10 +1,14 @@
-// AdamW's per-element update as a WebAssembly SIMD loop, in float32 like PyTorch's. The same loop in TS
+// AdamW's per-element update, in float32 like PyTorch's: on every thread in the native addon beside OpenBLAS
+// (@picotron/blas-napi) when it is built, else as the WebAssembly SIMD loop below (one thread). Both do
+// the same float32 operations in the same order, so they give the same bits. The same loop in TS
 // spends its time on one float64 sqrt and one division per element (4.4 ns per element measured on one
 // core): for the 70M parameters of the bench model, AdamW.step took 0.40-0.45 s in TS. The moments m and v
 // live in the module's own memory for good (one module per parameter), so each step copies only the
 // weights in and out and the gradient in, chunk by chunk (staged chunks stay in L2 cache): copying m and v
 // in and out as well took more time than the update itself.
 import { compileKernel, ins, F32, I32, V128, type WasmKernel } from "../kernels/wasm.ts";
+import { blasOrReason, type Blas } from "../kernels/blas.ts";
+import { getNumThreads } from "../kernels/ort.ts";
 
 const CHUNK = 16384; // elements of w and g staged per call: 2 x 64 KiB
 const W = 0; // byte offsets: the staged w and g, then m and v for the whole parameter
@@ -87,11 +91,68 @@ export interface AdamWScalars {
 }
 
 /** One parameter's AdamW state (its moments, zeros at first) and its update. */
-export class AdamWSlot {
-  private readonly kernel: WasmKernel<UpdateFn>;
-  /** The first moment, m (a view of the module's memory). */
+export interface AdamWSlot {
+  /** The first moment, m. */
   readonly expAvg: Float32Array;
   /** The second moment, v. */
+  readonly expAvgSq: Float32Array;
+  /** One AdamW step on weights w (updated in place) with gradient g. */
+  update(w: Float32Array, g: Float32Array, s: AdamWScalars): void;
+}
+
+/**
+ * A parameter's slot: native (every thread; moments in plain arrays) when the addon is built, else
+ * WebAssembly. `impl` forces one (the tests compare them).
+ */
+export function adamwSlot(numel: number, impl: "auto" | "native" | "wasm" = "auto"): AdamWSlot {
+  const native = impl === "wasm" ? null : blasOrReason().blas;
+  if (impl === "native" && !native)
+    throw new Error(`AdamW: native update requested, but ${blasOrReason().reason}`);
+  return native ? new NativeSlot(numel, native.adamw) : new WasmSlot(numel);
+}
+
+function checkLengths(numel: number, w: Float32Array, g: Float32Array): void {
+  if (w.length !== numel || g.length !== numel) {
+    throw new RangeError(`AdamW: expected ${numel} weights and gradients, got ${w.length} and ${g.length}`);
+  }
+}
+
+class NativeSlot implements AdamWSlot {
+  readonly expAvg: Float32Array;
+  readonly expAvgSq: Float32Array;
+
+  constructor(
+    readonly numel: number,
+    private readonly adamw: Blas["adamw"],
+  ) {
+    this.expAvg = new Float32Array(numel);
+    this.expAvgSq = new Float32Array(numel);
+  }
+
+  update(w: Float32Array, g: Float32Array, s: AdamWScalars): void {
+    checkLengths(this.numel, w, g);
+    const [m, v] = [this.expAvg, this.expAvgSq];
+    this.adamw(
+      w,
+      g,
+      m,
+      v,
+      s.b1,
+      1 - s.b1,
+      s.b2,
+      1 - s.b2,
+      1 / s.bc2Sqrt,
+      s.eps,
+      s.stepSize,
+      s.decay,
+      getNumThreads(),
+    );
+  }
+}
+
+class WasmSlot implements AdamWSlot {
+  private readonly kernel: WasmKernel<UpdateFn>;
+  readonly expAvg: Float32Array; // views of the module's memory
   readonly expAvgSq: Float32Array;
 
   constructor(readonly numel: number) {
@@ -107,13 +168,8 @@ export class AdamWSlot {
     this.expAvgSq = this.kernel.memory.subarray(v / 4, v / 4 + numel);
   }
 
-  /** One AdamW step on weights w (updated in place) with gradient g. */
   update(w: Float32Array, g: Float32Array, s: AdamWScalars): void {
-    if (w.length !== this.numel || g.length !== this.numel) {
-      throw new RangeError(
-        `AdamW: expected ${this.numel} weights and gradients, got ${w.length} and ${g.length}`,
-      );
-    }
+    checkLengths(this.numel, w, g);
     const { memory, fn } = this.kernel;
     const sw = memory.subarray(W / 4, W / 4 + CHUNK);
     const sg = memory.subarray(G / 4, G / 4 + CHUNK);

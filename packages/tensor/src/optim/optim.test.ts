@@ -1,5 +1,8 @@
 import { describe, expect, it } from "vitest";
 import { optim, nn, Tensor, tensor } from "../index.ts";
+import { blasOrReason } from "../kernels/blas.ts";
+import { setNumThreads, getNumThreads } from "../kernels/ort.ts";
+import { adamwSlot } from "./adamw_update.ts";
 
 function param(values: number[]): nn.Parameter {
   const p = new nn.Parameter([values.length]);
@@ -88,6 +91,43 @@ describe("AdamW", () => {
     opt.zeroGrad();
     expect(p.grad).toBeNull();
   });
+
+  it.skipIf(!blasOrReason().blas)(
+    `gives the same bits natively (on every thread) as in WebAssembly${blasOrReason().blas ? "" : ` (skipped: ${blasOrReason().reason})`}`,
+    () => {
+      const n = 600_003; // several threads' worth, and not a whole number of 4-lane groups
+      const wNative = Float32Array.from({ length: n }, (_, i) => Math.sin(i));
+      const wWasm = new Float32Array(wNative);
+      const [native, wasm] = [adamwSlot(n, "native"), adamwSlot(n, "wasm")];
+      const saved = getNumThreads();
+      setNumThreads(2);
+      try {
+        for (let t = 1; t <= 3; t++) {
+          const g = Float32Array.from({ length: n }, (_, i) => Math.cos(t * i) * 10 ** -(i % 6));
+          const s = {
+            b1: 0.9,
+            b2: 0.999,
+            stepSize: 1e-3 / (1 - 0.9 ** t),
+            bc2Sqrt: Math.sqrt(1 - 0.999 ** t),
+            decay: 0.9999,
+            eps: 1e-8,
+          };
+          native.update(wNative, g, s);
+          wasm.update(wWasm, g, s);
+        }
+      } finally {
+        setNumThreads(saved);
+      }
+      const same = (a: Float32Array, b: Float32Array) =>
+        Buffer.from(a.buffer, a.byteOffset, a.byteLength).equals(
+          Buffer.from(b.buffer, b.byteOffset, b.byteLength),
+        );
+      expect(same(wNative, wWasm)).toBe(true);
+      expect(same(native.expAvg, wasm.expAvg)).toBe(true);
+      expect(same(native.expAvgSq, wasm.expAvgSq)).toBe(true);
+      expect(wNative[12]).not.toBe(Math.fround(Math.sin(12))); // the weights did move
+    },
+  );
 
   it("rejects bad hyper-parameters", () => {
     expect(() => new optim.AdamW([], { lr: -1 })).toThrow(/learning rate/);
