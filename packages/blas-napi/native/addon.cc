@@ -5,6 +5,7 @@
 #include <cblas.h>
 
 #include "adamw.h"
+#include "rope.h"
 
 #include <string>
 
@@ -79,6 +80,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("coreName", Napi::Function::New(env, CoreName, "coreName"));
   exports.Set("config", Napi::Function::New(env, Config, "config"));
   exports.Set("adamw", Napi::Function::New(env, AdamW, "adamw"));
+  exports.Set("rope", Napi::Function::New(env, Rope, "rope"));
   return exports;
 }
 

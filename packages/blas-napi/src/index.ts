@@ -1,6 +1,6 @@
 // The system's BLAS as a second GEMM: OpenBLAS's cblas_sgemm through a small addon (native/addon.cc,
 // built into build/Release/blas_napi.node by `pnpm install` when libopenblas-dev is installed), and beside
-// it AdamW's update on every thread (native/adamw.cc).
+// it two memory-bound loops on every thread: AdamW's update (native/adamw.cc) and RoPE (native/rope.cc).
 // Optional: loadBlas() returns null, with the reason, when the addon was not built.
 import { createRequire } from "node:module";
 
@@ -46,6 +46,21 @@ export interface Blas {
     eps: number,
     stepSize: number,
     decay: number,
+    threads: number,
+  ): void;
+  /**
+   * RoPE on `threads` threads: out = x*cos + sign * cat(-x2, x1)*sin for x: [batch, seq, heads, d] and
+   * cos, sin: [seq, d], each output computed in float64 and rounded once (sign -1: the backward).
+   */
+  rope(
+    x: Float32Array,
+    cos: Float32Array,
+    sin: Float32Array,
+    sign: 1 | -1,
+    seq: number,
+    heads: number,
+    d: number,
+    out: Float32Array,
     threads: number,
   ): void;
 }

@@ -121,4 +121,33 @@ describe.skipIf(!blas)(`OpenBLAS addon${reason ? ` (skipped: ${reason})` : ""}`,
       "adamw: threads must be a positive integer",
     );
   });
+
+  it("rotates RoPE's halves with the TypeScript loop's bits (float64, rounded once), on any number of threads", () => {
+    const [b, seq, heads, d] = [3, 40, 5, 8];
+    const x = Float32Array.from({ length: b * seq * heads * d }, (_, i) => Math.sin(0.37 * i));
+    const cos = Float32Array.from({ length: seq * d }, (_, i) => Math.cos(0.11 * i));
+    const sin = Float32Array.from({ length: seq * d }, (_, i) => Math.sin(0.11 * i));
+    for (const sign of [1, -1] as const) {
+      const want = new Float32Array(x.length);
+      for (let r = 0; r < x.length / d; r++) {
+        const [o, cs] = [r * d, (Math.floor(r / heads) % seq) * d];
+        for (let j = 0; j < d / 2; j++) {
+          const [x1, x2] = [x[o + j]!, x[o + j + d / 2]!];
+          want[o + j] = x1 * cos[cs + j]! - sign * x2 * sin[cs + j]!;
+          want[o + j + d / 2] = x2 * cos[cs + j + d / 2]! + sign * x1 * sin[cs + j + d / 2]!;
+        }
+      }
+      for (const threads of [1, 2, 3]) {
+        const out = new Float32Array(x.length);
+        blas!.rope(x, cos, sin, sign, seq, heads, d, out, threads);
+        expect(Buffer.from(out.buffer).equals(Buffer.from(want.buffer))).toBe(true);
+      }
+    }
+    expect(() => blas!.rope(x, cos, sin, 1, seq, heads, d, new Float32Array(4), 1)).toThrow(
+      "rope: src and out must hold whole [seq, heads, d] blocks of the same size",
+    );
+    expect(() =>
+      blas!.rope(x, cos.subarray(1), sin, 1, seq, heads, d, new Float32Array(x.length), 1),
+    ).toThrow("rope: cos and sin must be [seq, d]");
+  });
 });
