@@ -2,14 +2,14 @@
   "targets": [
     {
       "target_name": "blas_napi",
-      "sources": ["native/addon.cc", "native/adamw.cc", "native/rope.cc"],
+      "sources": ["native/addon.cc", "native/adamw.cc", "native/rmsnorm.cc", "native/rope.cc"],
       # node-addon-api's target that turns C++ exceptions into JS exceptions.
       "dependencies": ["<!(node -p \"require('node-addon-api').targets\"):node_addon_api_except"],
       # OpenBLAS's own flags, from pkg-config (see scripts/blas-flags.mjs).
       "include_dirs": ["<!@(node scripts/blas-flags.mjs include_dirs)"],
       "libraries": ["<!@(node scripts/blas-flags.mjs libraries)"],
       "ldflags": ["<!@(node scripts/blas-flags.mjs ldflags)"],
-      # AdamW and RoPE: the same floating-point operations as the loops they stand in for (no FMA
+      # AdamW, RMSNorm and RoPE: the same floating-point operations as the loops they stand in for (no FMA
       # contraction), vectorized.
       "cflags_cc": ["-O3", "-ffp-contract=off", "-fno-math-errno"]
     }

@@ -5,6 +5,7 @@
 #include <cblas.h>
 
 #include "adamw.h"
+#include "rmsnorm.h"
 #include "rope.h"
 
 #include <string>
@@ -81,6 +82,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("config", Napi::Function::New(env, Config, "config"));
   exports.Set("adamw", Napi::Function::New(env, AdamW, "adamw"));
   exports.Set("rope", Napi::Function::New(env, Rope, "rope"));
+  exports.Set("rmsnormForward", Napi::Function::New(env, RmsNormForward, "rmsnormForward"));
+  exports.Set("rmsnormBackward", Napi::Function::New(env, RmsNormBackward, "rmsnormBackward"));
   return exports;
 }
 

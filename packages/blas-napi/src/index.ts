@@ -1,6 +1,7 @@
 // The system's BLAS as a second GEMM: OpenBLAS's cblas_sgemm through a small addon (native/addon.cc,
 // built into build/Release/blas_napi.node by `pnpm install` when libopenblas-dev is installed), and beside
-// it two memory-bound loops on every thread: AdamW's update (native/adamw.cc) and RoPE (native/rope.cc).
+// it three memory-bound loops on every thread: AdamW's update (native/adamw.cc), RMSNorm
+// (native/rmsnorm.cc) and RoPE (native/rope.cc).
 // Optional: loadBlas() returns null, with the reason, when the addon was not built.
 import { createRequire } from "node:module";
 
@@ -61,6 +62,28 @@ export interface Blas {
     heads: number,
     d: number,
     out: Float32Array,
+    threads: number,
+  ): void;
+  /**
+   * RMSNorm over rows of x: [rows, h] (h a multiple of 4) on `threads` threads: inv_r = 1 / sqrt(mean_j
+   * x_rj^2 + eps) in float64 (saved for the backward), y_rj = (w_j x_rj) inv_r in float32.
+   */
+  rmsnormForward(
+    x: Float32Array,
+    w: Float32Array,
+    eps: number,
+    y: Float32Array,
+    inv: Float64Array,
+    threads: number,
+  ): void;
+  /** RMSNorm's backward: dx, and dw accumulated (float64, rows in order) into dw. */
+  rmsnormBackward(
+    x: Float32Array,
+    w: Float32Array,
+    inv: Float64Array,
+    dy: Float32Array,
+    dx: Float32Array,
+    dw: Float64Array,
     threads: number,
   ): void;
 }

@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { rmsNormBackwardWasm, rmsNormForwardWasm } from "./wasm_rmsnorm.ts";
+import { blasOrReason } from "./blas.ts";
 
 describe("WebAssembly RMSNorm", () => {
   it("matches float64 over several chunks of rows, and accumulates into dw", () => {
@@ -33,4 +34,32 @@ describe("WebAssembly RMSNorm", () => {
     }
     for (let j = 0; j < h; j++) expect(dw[j]).toBeCloseTo(dwRef[j]!, 9);
   });
+
+  const { blas, reason } = blasOrReason();
+  it.skipIf(!blas)(
+    `gives the same bits as the native kernels on any number of threads${blas ? "" : ` (skipped: ${reason})`}`,
+    () => {
+      const [rows, h, eps] = [1000, 576, 1e-5]; // several threads' worth of rows
+      const x = Float32Array.from({ length: rows * h }, (_, i) => Math.sin(i * 0.37) * 2 + 0.1);
+      const w = Float32Array.from({ length: h }, (_, i) => 1 + Math.cos(i) * 0.3);
+      const dy = Float32Array.from({ length: rows * h }, (_, i) => Math.sin(i * 0.013));
+      const run = (threads: number | null) => {
+        const [y, dx, inv] = [new Float32Array(rows * h), new Float32Array(rows * h), new Float64Array(rows)];
+        const dw = new Float64Array(h).fill(0.5);
+        if (threads === null) {
+          rmsNormForwardWasm(x, w, eps, y, inv);
+          rmsNormBackwardWasm(x, w, inv, dy, dx, dw);
+        } else {
+          blas!.rmsnormForward(x, w, eps, y, inv, threads);
+          blas!.rmsnormBackward(x, w, inv, dy, dx, dw, threads);
+        }
+        return [y, dx, inv, dw].map((a) => Buffer.from(a.buffer));
+      };
+      const wasm = run(null);
+      for (const threads of [1, 2, 3]) run(threads).forEach((b, i) => expect(b.equals(wasm[i]!)).toBe(true));
+      expect(() => blas!.rmsnormForward(x, w.subarray(1), eps, x, new Float64Array(rows), 1)).toThrow(
+        "rmsnorm: w's length must be a multiple of 4 dividing x's",
+      );
+    },
+  );
 });

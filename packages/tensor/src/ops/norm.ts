@@ -1,13 +1,16 @@
 // RMSNorm, fused: y = w * x / sqrt(mean(x^2) + eps) over the last dim. One pass per row computes the
 // statistic (in float64) and the output; unfused in ORT it would take five kernels and their temporaries.
-// Rows whose width is a multiple of 4 run in WebAssembly SIMD (kernels/wasm_rmsnorm.ts: 4-6x faster than
-// the TS loops below, which handle the other widths).
+// Rows whose width is a multiple of 4 run on every thread in the native addon beside OpenBLAS when it is
+// built (@picotron/blas-napi's native/rmsnorm.cc), else in WebAssembly SIMD (kernels/wasm_rmsnorm.ts: 4-6x
+// faster than the TS loops below, which handle the other widths); those two give the same bits.
 // The loops live in top-level functions: V8 optimizes them once with stable types, where the same loops
 // inside the op's closures ran 2-3x slower in a training step (measured).
 import { Tensor, shapeStr } from "../tensor.ts";
 import { withGrad } from "../autograd.ts";
 import { uninitialized } from "./alloc.ts";
 import { rmsNormBackwardWasm, rmsNormForwardWasm, wasmRmsNormFits } from "../kernels/wasm_rmsnorm.ts";
+import { blasOrReason } from "../kernels/blas.ts";
+import { getNumThreads } from "../kernels/ort.ts";
 
 export function rmsNorm(x: Tensor, weight: Tensor, eps: number): Tensor {
   const h = x.shape[x.ndim - 1]!;
@@ -20,12 +23,17 @@ export function rmsNorm(x: Tensor, weight: Tensor, eps: number): Tensor {
   const out = uninitialized(xv.length);
   const rstd = new Float64Array(xv.length / h); // 1 / sqrt(mean(x^2) + eps) per row, saved for backward
   const simd = wasmRmsNormFits(h);
-  (simd ? rmsNormForwardWasm : normForward)(xv, weight.values() as Float32Array, eps, out, rstd);
+  const native = simd ? blasOrReason().blas : null;
+  const wv = weight.values() as Float32Array;
+  if (native) native.rmsnormForward(xv, wv, eps, out, rstd, getNumThreads());
+  else (simd ? rmsNormForwardWasm : normForward)(xv, wv, eps, out, rstd);
   return withGrad(new Tensor(out, x.shape), "RMSNorm", [x, weight], (g) => {
     const w = weight.values() as Float32Array; // read now, not saved (ZeRO-3 frees weights until backward)
     const dx = uninitialized(xv.length);
     const dw = new Float64Array(h);
-    (simd ? rmsNormBackwardWasm : normBackward)(xv, w, rstd, g.values() as Float32Array, dx, dw);
+    const dy = g.values() as Float32Array;
+    if (native) native.rmsnormBackward(xv, w, rstd, dy, dx, dw, getNumThreads());
+    else (simd ? rmsNormBackwardWasm : normBackward)(xv, w, rstd, dy, dx, dw);
     return [new Tensor(dx, x.shape), new Tensor(Float32Array.from(dw), weight.shape)];
   });
 }
