@@ -6,8 +6,8 @@
 #include "adamw.h"
 
 #include <cmath>
-#include <thread>
-#include <vector>
+
+#include "args.h"
 
 namespace {
 
@@ -31,20 +31,14 @@ __attribute__((target_clones("avx2", "default"))) void Update(float* __restrict_
 // Below this many elements per thread, starting a thread costs more than it saves.
 constexpr size_t kMinPerThread = size_t{1} << 17;
 
-Napi::Float32Array Floats(const Napi::CallbackInfo& info, size_t i, const char* name) {
-  if (!info[i].IsTypedArray() || info[i].As<Napi::TypedArray>().TypedArrayType() != napi_float32_array)
-    throw Napi::TypeError::New(info.Env(), std::string("adamw: ") + name + " must be a Float32Array");
-  return info[i].As<Napi::Float32Array>();
-}
-
 }  // namespace
 
 // adamw(w, g, m, v, b1, c1, b2, c2, invBc2Sqrt, eps, stepSize, decay, threads): one parameter's step, in place.
 Napi::Value AdamW(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (info.Length() != 13) throw Napi::TypeError::New(env, "adamw: expected 13 arguments");
-  Napi::Float32Array w = Floats(info, 0, "w"), g = Floats(info, 1, "g"), m = Floats(info, 2, "m"),
-                     v = Floats(info, 3, "v");
+  Napi::Float32Array w = args::Floats(info, 0, "adamw", "w"), g = args::Floats(info, 1, "adamw", "g"),
+                     m = args::Floats(info, 2, "adamw", "m"), v = args::Floats(info, 3, "adamw", "v");
   size_t n = w.ElementLength();
   if (g.ElementLength() != n || m.ElementLength() != n || v.ElementLength() != n)
     throw Napi::RangeError::New(env, "adamw: w, g, m and v must have the same length");
@@ -54,19 +48,10 @@ Napi::Value AdamW(const Napi::CallbackInfo& info) {
     f[i] = info[4 + i].As<Napi::Number>().FloatValue();
   }
   const Scalars s{f[0], f[1], f[2], f[3], f[4], f[5], f[6], f[7]};
-  int64_t asked = info[12].As<Napi::Number>().Int64Value();
-  if (asked < 1) throw Napi::RangeError::New(env, "adamw: threads must be a positive integer");
-  size_t threads = std::min<size_t>(static_cast<size_t>(asked), std::max<size_t>(1, n / kMinPerThread));
+  size_t threads = std::min(args::Positive(info, 12, "adamw", "threads"), std::max<size_t>(1, n / kMinPerThread));
   float *pw = w.Data(), *pm = m.Data(), *pv = v.Data();
   const float* pg = g.Data();
-  // contiguous slices, whole cache lines (16 floats) each, so no two threads write the same line
-  size_t per = (n / threads + 15) / 16 * 16;
-  std::vector<std::thread> pool;
-  for (size_t t = 1; t < threads; t++) {
-    size_t begin = std::min(n, t * per), end = t + 1 == threads ? n : std::min(n, (t + 1) * per);
-    pool.emplace_back(Update, pw + begin, pg + begin, pm + begin, pv + begin, end - begin, s);
-  }
-  Update(pw, pg, pm, pv, std::min(n, per), s);
-  for (auto& th : pool) th.join();
+  // slices of whole cache lines (16 floats), so no two threads write the same line
+  args::Split(n, threads, [&](size_t b, size_t e) { Update(pw + b, pg + b, pm + b, pv + b, e - b, s); }, 16);
   return env.Undefined();
 }

@@ -5,6 +5,7 @@
 #include <cblas.h>
 
 #include "adamw.h"
+#include "args.h"
 #include "rmsnorm.h"
 #include "rope.h"
 
@@ -19,12 +20,6 @@ uint32_t Dim(const Napi::CallbackInfo& info, size_t i, const char* name) {
   return static_cast<uint32_t>(v);
 }
 
-Napi::Float32Array Floats(const Napi::CallbackInfo& info, size_t i, const char* name) {
-  if (!info[i].IsTypedArray() || info[i].As<Napi::TypedArray>().TypedArrayType() != napi_float32_array)
-    throw Napi::TypeError::New(info.Env(), std::string("sgemm: ") + name + " must be a Float32Array");
-  return info[i].As<Napi::Float32Array>();
-}
-
 // Elements a row-major matrix of `rows` x `cols` with leading dimension `ld` spans.
 size_t Span(uint32_t rows, uint32_t cols, uint32_t ld) {
   return rows == 0 || cols == 0 ? 0 : static_cast<size_t>(rows - 1) * ld + cols;
@@ -37,12 +32,12 @@ Napi::Value Sgemm(const Napi::CallbackInfo& info) {
   if (info.Length() != 12) throw Napi::TypeError::New(env, "sgemm: expected 12 arguments");
   bool ta = info[0].ToBoolean(), tb = info[1].ToBoolean();
   uint32_t m = Dim(info, 2, "m"), n = Dim(info, 3, "n"), k = Dim(info, 4, "k");
-  Napi::Float32Array a = Floats(info, 5, "a");
+  Napi::Float32Array a = args::Floats(info, 5, "sgemm", "a");
   uint32_t lda = Dim(info, 6, "lda");
-  Napi::Float32Array b = Floats(info, 7, "b");
+  Napi::Float32Array b = args::Floats(info, 7, "sgemm", "b");
   uint32_t ldb = Dim(info, 8, "ldb");
   float beta = info[9].As<Napi::Number>().FloatValue();
-  Napi::Float32Array c = Floats(info, 10, "c");
+  Napi::Float32Array c = args::Floats(info, 10, "sgemm", "c");
   uint32_t ldc = Dim(info, 11, "ldc");
   // The stored matrices' shapes: A is [m, k] or [k, m]; B is [k, n] or [n, k].
   uint32_t aRows = ta ? k : m, aCols = ta ? m : k, bRows = tb ? n : k, bCols = tb ? k : n;

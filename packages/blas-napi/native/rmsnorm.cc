@@ -10,9 +10,8 @@
 
 #include <algorithm>
 #include <cmath>
-#include <functional>
-#include <thread>
-#include <vector>
+
+#include "args.h"
 
 namespace {
 
@@ -59,24 +58,8 @@ void BackwardColumns(const float* x, const double* inv, const float* dy, size_t 
   }
 }
 
-// Runs fn(begin, end) over [0, n) split in `threads` contiguous parts (the calling thread takes the first).
-void Split(size_t n, size_t threads, const std::function<void(size_t, size_t)>& fn) {
-  const size_t per = (n + threads - 1) / threads;
-  std::vector<std::thread> pool;
-  for (size_t t = 1; t < threads; t++) pool.emplace_back(fn, std::min(n, t * per), std::min(n, (t + 1) * per));
-  fn(0, std::min(n, per));
-  for (auto& th : pool) th.join();
-}
-
 // Below this many rows per thread, starting a thread costs more than it saves.
 constexpr size_t kMinRowsPerThread = 128;
-
-template <typename Array>
-Array Typed(const Napi::CallbackInfo& info, size_t i, napi_typedarray_type type, const char* what) {
-  if (!info[i].IsTypedArray() || info[i].As<Napi::TypedArray>().TypedArrayType() != type)
-    throw Napi::TypeError::New(info.Env(), std::string("rmsnorm: ") + what);
-  return info[i].As<Array>();
-}
 
 struct Args {
   Napi::Float32Array x, w;
@@ -85,13 +68,12 @@ struct Args {
 
 Args Common(const Napi::CallbackInfo& info, size_t n, size_t threadsAt) {
   if (info.Length() != n) throw Napi::TypeError::New(info.Env(), "rmsnorm: wrong number of arguments");
-  auto x = Typed<Napi::Float32Array>(info, 0, napi_float32_array, "x must be a Float32Array");
-  auto w = Typed<Napi::Float32Array>(info, 1, napi_float32_array, "w must be a Float32Array");
+  auto x = args::Floats(info, 0, "rmsnorm", "x");
+  auto w = args::Floats(info, 1, "rmsnorm", "w");
   size_t h = w.ElementLength();
   if (h == 0 || h % 4 != 0 || x.ElementLength() % h != 0)
     throw Napi::RangeError::New(info.Env(), "rmsnorm: w's length must be a multiple of 4 dividing x's");
-  int64_t threads = info[threadsAt].IsNumber() ? info[threadsAt].As<Napi::Number>().Int64Value() : 0;
-  if (threads < 1) throw Napi::RangeError::New(info.Env(), "rmsnorm: threads must be a positive integer");
+  size_t threads = args::Positive(info, threadsAt, "rmsnorm", "threads");
   size_t rows = x.ElementLength() / h;
   return {x, w, h, rows, std::min<size_t>(threads, std::max<size_t>(1, rows / kMinRowsPerThread))};
 }
@@ -106,25 +88,25 @@ void Check(const Napi::CallbackInfo& info, bool ok, const char* what) {
 Napi::Value RmsNormForward(const Napi::CallbackInfo& info) {
   Args a = Common(info, 6, 5);
   double eps = info[2].ToNumber().DoubleValue();
-  auto y = Typed<Napi::Float32Array>(info, 3, napi_float32_array, "y must be a Float32Array");
-  auto inv = Typed<Napi::Float64Array>(info, 4, napi_float64_array, "inv must be a Float64Array");
+  auto y = args::Floats(info, 3, "rmsnorm", "y");
+  auto inv = args::Doubles(info, 4, "rmsnorm", "inv");
   Check(info, y.ElementLength() == a.x.ElementLength() && inv.ElementLength() == a.rows,
         "y must match x, inv hold one value per row");
   const float *x = a.x.Data(), *w = a.w.Data();
   float* py = y.Data();
   double* pinv = inv.Data();
   const size_t h = a.h;
-  Split(a.rows, a.threads, [&](size_t r0, size_t r1) { Forward(x, w, eps, h, r0, r1, py, pinv); });
+  args::Split(a.rows, a.threads, [&](size_t r0, size_t r1) { Forward(x, w, eps, h, r0, r1, py, pinv); });
   return info.Env().Undefined();
 }
 
 // rmsnormBackward(x, w, inv, dy, dx, dw, threads): dx, and dw accumulated (float64) over the rows.
 Napi::Value RmsNormBackward(const Napi::CallbackInfo& info) {
   Args a = Common(info, 7, 6);
-  auto inv = Typed<Napi::Float64Array>(info, 2, napi_float64_array, "inv must be a Float64Array");
-  auto dy = Typed<Napi::Float32Array>(info, 3, napi_float32_array, "dy must be a Float32Array");
-  auto dx = Typed<Napi::Float32Array>(info, 4, napi_float32_array, "dx must be a Float32Array");
-  auto dw = Typed<Napi::Float64Array>(info, 5, napi_float64_array, "dw must be a Float64Array");
+  auto inv = args::Doubles(info, 2, "rmsnorm", "inv");
+  auto dy = args::Floats(info, 3, "rmsnorm", "dy");
+  auto dx = args::Floats(info, 4, "rmsnorm", "dx");
+  auto dw = args::Doubles(info, 5, "rmsnorm", "dw");
   const size_t n = a.x.ElementLength();
   Check(info, inv.ElementLength() == a.rows && dy.ElementLength() == n && dx.ElementLength() == n &&
                   dw.ElementLength() == a.h,
@@ -134,8 +116,8 @@ Napi::Value RmsNormBackward(const Napi::CallbackInfo& info) {
   float* pdx = dx.Data();
   double* pdw = dw.Data();
   const size_t h = a.h, rows = a.rows;
-  Split(rows, a.threads, [&](size_t r0, size_t r1) { BackwardRows(x, w, pinv, pdy, h, r0, r1, pdx); });
-  Split(h, std::max<size_t>(1, std::min(a.threads, h / 16)), [&](size_t j0, size_t j1) {
+  args::Split(rows, a.threads, [&](size_t r0, size_t r1) { BackwardRows(x, w, pinv, pdy, h, r0, r1, pdx); });
+  args::Split(h, std::max<size_t>(1, std::min(a.threads, h / 16)), [&](size_t j0, size_t j1) {
     BackwardColumns(x, pinv, pdy, h, rows, j0, j1, pdw);
   });
   return info.Env().Undefined();

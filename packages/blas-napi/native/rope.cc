@@ -5,8 +5,8 @@
 #include "rope.h"
 
 #include <algorithm>
-#include <thread>
-#include <vector>
+
+#include "args.h"
 
 namespace {
 
@@ -35,30 +35,19 @@ __attribute__((target_clones("avx2", "default"))) void Rotate(const float* __res
 // Below this many rows per thread, starting a thread costs more than it saves.
 constexpr size_t kMinRowsPerThread = 2048;
 
-Napi::Float32Array Floats(const Napi::CallbackInfo& info, size_t i, const char* name) {
-  if (!info[i].IsTypedArray() || info[i].As<Napi::TypedArray>().TypedArrayType() != napi_float32_array)
-    throw Napi::TypeError::New(info.Env(), std::string("rope: ") + name + " must be a Float32Array");
-  return info[i].As<Napi::Float32Array>();
-}
-
-size_t Positive(const Napi::CallbackInfo& info, size_t i, const char* name) {
-  int64_t v = info[i].IsNumber() ? info[i].As<Napi::Number>().Int64Value() : 0;
-  if (v < 1) throw Napi::RangeError::New(info.Env(), std::string("rope: ") + name + " must be a positive integer");
-  return static_cast<size_t>(v);
-}
-
 }  // namespace
 
 // rope(src, cos, sin, sign, seq, heads, d, out, threads)
 Napi::Value Rope(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (info.Length() != 9) throw Napi::TypeError::New(env, "rope: expected 9 arguments");
-  Napi::Float32Array src = Floats(info, 0, "src"), c = Floats(info, 1, "cos"), sn = Floats(info, 2, "sin"),
-                     out = Floats(info, 7, "out");
+  Napi::Float32Array src = args::Floats(info, 0, "rope", "src"), c = args::Floats(info, 1, "rope", "cos"),
+                     sn = args::Floats(info, 2, "rope", "sin"), out = args::Floats(info, 7, "rope", "out");
   double sign = info[3].ToNumber().DoubleValue();
   if (sign != 1 && sign != -1) throw Napi::RangeError::New(env, "rope: sign must be 1 or -1");
-  const Shape s{Positive(info, 4, "seq"), Positive(info, 5, "heads"), Positive(info, 6, "d")};
-  size_t threads = Positive(info, 8, "threads");
+  const Shape s{args::Positive(info, 4, "rope", "seq"), args::Positive(info, 5, "rope", "heads"),
+                args::Positive(info, 6, "rope", "d")};
+  size_t threads = args::Positive(info, 8, "rope", "threads");
   if (s.d % 2 != 0) throw Napi::RangeError::New(env, "rope: d must be even");
   size_t n = src.ElementLength();
   if (n % (s.seq * s.heads * s.d) != 0 || out.ElementLength() != n)
@@ -67,12 +56,8 @@ Napi::Value Rope(const Napi::CallbackInfo& info) {
     throw Napi::RangeError::New(env, "rope: cos and sin must be [seq, d]");
   size_t rows = n / s.d;
   threads = std::min(threads, std::max<size_t>(1, rows / kMinRowsPerThread));
-  size_t per = (rows + threads - 1) / threads;
-  std::vector<std::thread> pool;
-  for (size_t t = 1; t < threads; t++)
-    pool.emplace_back(Rotate, src.Data(), c.Data(), sn.Data(), sign, s, std::min(rows, t * per),
-                      std::min(rows, (t + 1) * per), out.Data());
-  Rotate(src.Data(), c.Data(), sn.Data(), sign, s, 0, std::min(rows, per), out.Data());
-  for (auto& th : pool) th.join();
+  const float *px = src.Data(), *pc = c.Data(), *ps = sn.Data();
+  float* po = out.Data();
+  args::Split(rows, threads, [&](size_t r0, size_t r1) { Rotate(px, pc, ps, sign, s, r0, r1, po); });
   return env.Undefined();
 }

@@ -149,5 +149,11 @@ describe.skipIf(!blas)(`OpenBLAS addon${reason ? ` (skipped: ${reason})` : ""}`,
     expect(() =>
       blas!.rope(x, cos.subarray(1), sin, 1, seq, heads, d, new Float32Array(x.length), 1),
     ).toThrow("rope: cos and sin must be [seq, d]");
+    expect(() => blas!.rope(x, cos, sin, 2 as never, seq, heads, d, new Float32Array(x.length), 1)).toThrow(
+      "rope: sign must be 1 or -1",
+    );
+    expect(() => blas!.rope(x, cos, sin, 1, seq, heads, d, new Float32Array(x.length), 0)).toThrow(
+      "rope: threads must be a positive integer",
+    );
   });
 });

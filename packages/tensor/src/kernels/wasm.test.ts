@@ -60,6 +60,12 @@ describe("WebAssembly RMSNorm", () => {
       expect(() => blas!.rmsnormForward(x, w.subarray(1), eps, x, new Float64Array(rows), 1)).toThrow(
         "rmsnorm: w's length must be a multiple of 4 dividing x's",
       );
+      expect(() => blas!.rmsnormForward(x, w, eps, x, new Float32Array(rows) as never, 1)).toThrow(
+        "rmsnorm: inv must be a Float64Array",
+      );
+      expect(() => blas!.rmsnormForward(x, w, eps, x, new Float64Array(rows), 0)).toThrow(
+        "rmsnorm: threads must be a positive integer",
+      );
     },
   );
 });
