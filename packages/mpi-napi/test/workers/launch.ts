@@ -33,9 +33,12 @@ if (mode === "sum") {
 } else if (mode === "hosts") {
   writeResults(outDir, rank, { size: [size], marked: [process.env.LAUNCH_MARK === "passed" ? 1 : 0] });
 } else if (mode === "wait" || mode === "graceful") {
+  // The handler goes in before "ready": the test signals as soon as it reads both lines, and a SIGUSR2
+  // arriving before any handler would end the rank (its default action).
+  const stopped = mode === "graceful" ? new Promise((resolve) => process.once("SIGUSR2", resolve)) : null;
   printIf(true, "ready");
   const timer = setInterval(() => {}, 1000);
-  if (mode === "graceful") await new Promise((resolve) => process.once("SIGUSR2", resolve));
+  await stopped;
   clearInterval(timer);
 }
 world.barrier();
