@@ -6,6 +6,7 @@
 
 #include "adamw.h"
 #include "args.h"
+#include "cross_entropy.h"
 #include "rmsnorm.h"
 #include "rope.h"
 
@@ -79,6 +80,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("rope", Napi::Function::New(env, Rope, "rope"));
   exports.Set("rmsnormForward", Napi::Function::New(env, RmsNormForward, "rmsnormForward"));
   exports.Set("rmsnormBackward", Napi::Function::New(env, RmsNormBackward, "rmsnormBackward"));
+  exports.Set("crossEntropy", Napi::Function::New(env, CrossEntropy, "crossEntropy"));
   return exports;
 }
 

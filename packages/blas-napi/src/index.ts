@@ -1,7 +1,7 @@
 // The system's BLAS as a second GEMM: OpenBLAS's cblas_sgemm through a small addon (native/addon.cc,
 // built into build/Release/blas_napi.node by `pnpm install` when libopenblas-dev is installed), and beside
-// it three memory-bound loops on every thread: AdamW's update (native/adamw.cc), RMSNorm
-// (native/rmsnorm.cc) and RoPE (native/rope.cc).
+// it memory-bound loops on every thread: AdamW's update (native/adamw.cc), RMSNorm (native/rmsnorm.cc),
+// RoPE (native/rope.cc) and cross-entropy with its gradient (native/cross_entropy.cc).
 // Optional: loadBlas() returns null, with the reason, when the addon was not built.
 import { createRequire } from "node:module";
 
@@ -84,6 +84,20 @@ export interface Blas {
     dy: Float32Array,
     dx: Float32Array,
     dw: Float64Array,
+    threads: number,
+  ): void;
+  /**
+   * Cross-entropy's forward and gradient over logits [n, vocab] on `threads` threads: for each row whose
+   * target is not ignoreIndex, losses[row] = log(sum_j exp(x_j)) - x_target (float64) and grad =
+   * softmax(x) * scale - scale at the target; ignored rows get loss 0 and a zero gradient.
+   */
+  crossEntropy(
+    logits: Float32Array,
+    targets: Int32Array,
+    ignoreIndex: number,
+    scale: number,
+    grad: Float32Array,
+    losses: Float64Array,
     threads: number,
   ): void;
 }

@@ -156,4 +156,65 @@ describe.skipIf(!blas)(`OpenBLAS addon${reason ? ` (skipped: ${reason})` : ""}`,
       "rope: threads must be a positive integer",
     );
   });
+
+  it("cross-entropy: loss and gradient match float64, ignored rows get zeros, any thread count the same bits", () => {
+    const [n, vocab, ignore] = [24, 10007, -100]; // 240k logits: up to 3 threads; rows not a multiple of 16
+    const x = Float32Array.from({ length: n * vocab }, (_, i) => Math.sin(i * 0.37) * 8);
+    x.fill(-1e4, 5 * vocab, 6 * vocab); // a row whose exps underflow but for its one large logit
+    x[5 * vocab + 17] = 100;
+    const t = Int32Array.from({ length: n }, (_, i) => (i * 7919) % vocab);
+    t[2] = ignore;
+    t[5] = 17;
+    const scale = 1 / (n - 1);
+    const run = (threads: number) => {
+      const grad = new Float32Array(n * vocab).fill(Number.NaN);
+      const losses = new Float64Array(n).fill(Number.NaN);
+      blas!.crossEntropy(x, t, ignore, scale, grad, losses, threads);
+      return { grad, losses };
+    };
+    const one = run(1);
+    for (let i = 0; i < n; i++) {
+      const row = x.subarray(i * vocab, (i + 1) * vocab);
+      const g = one.grad.subarray(i * vocab, (i + 1) * vocab);
+      if (t[i] === ignore) {
+        expect(one.losses[i]).toBe(0);
+        expect(g.every((v) => v === 0)).toBe(true);
+        continue;
+      }
+      let max = -Infinity;
+      for (const v of row) max = Math.max(max, v);
+      let sum = 0;
+      for (const v of row) sum += Math.exp(v - max);
+      expect(one.losses[i]).toBeCloseTo(max + Math.log(sum) - row[t[i]!]!, 6);
+      for (let j = 0; j < vocab; j++) {
+        const p = Math.exp(row[j]! - max) / sum;
+        const want = (p - (j === t[i] ? 1 : 0)) * scale;
+        // a few float32 roundings of p * scale, and at the target one of scale (p - 1 cancels there)
+        const tol = 4e-6 * p * scale + (j === t[i] ? 2e-7 * scale : 0) + 1e-37;
+        expect(Math.abs(g[j]! - want), `row ${i}, logit ${j}`).toBeLessThanOrEqual(tol);
+      }
+    }
+    for (const threads of [2, 3]) {
+      const other = run(threads);
+      expect(Buffer.from(other.grad.buffer).equals(Buffer.from(one.grad.buffer))).toBe(true);
+      expect(other.losses).toEqual(one.losses);
+    }
+  });
+
+  it("cross-entropy refuses a target outside the vocabulary and mismatched arrays", () => {
+    const x = new Float32Array(6);
+    const ok = () => [new Float32Array(6), new Float64Array(2)] as const;
+    expect(() => blas!.crossEntropy(x, Int32Array.of(0, 3), -100, 1, ...ok(), 1)).toThrow(
+      "crossEntropy: target 3 is outside [0, 3)",
+    );
+    expect(() =>
+      blas!.crossEntropy(x, Int32Array.of(0, 1), -100, 1, new Float32Array(5), new Float64Array(2), 1),
+    ).toThrow("crossEntropy: grad must be [n, vocab] and losses [n]");
+    expect(() => blas!.crossEntropy(x, Int32Array.of(0, 1, 2, 3), -100, 1, ...ok(), 1)).toThrow(
+      "crossEntropy: logits must be [n, vocab] for n targets",
+    );
+    expect(() => blas!.crossEntropy(x, Float32Array.of(0, 1) as never, -100, 1, ...ok(), 1)).toThrow(
+      "crossEntropy: targets must be a Int32Array",
+    );
+  });
 });

@@ -10,6 +10,8 @@ import {
   kernelCacheSize,
   setGemmBackend,
 } from "../index.ts";
+import { blasOrReason } from "../kernels/blas.ts";
+import { nativeLoss, ortLoss } from "./loss.ts";
 
 const gen = new Generator(7, "ops-test");
 function rand(shape: number[], scale = 1): Tensor {
@@ -148,6 +150,24 @@ describe("gradient checks (finite differences)", () => {
     });
     expect(gradcheck((x) => cube(x), [rand([6])]).maxRelErr).toBeLessThan(TOL);
   });
+});
+
+describe("cross-entropy's two passes", () => {
+  const { blas, reason } = blasOrReason();
+  it.skipIf(!blas)(
+    `native and ORT agree on the loss and gradient${reason ? ` (skipped: ${reason})` : ""}`,
+    () => {
+      const [n, vocab] = [6, 1000];
+      const x = rand([n, vocab], 12).values() as Float32Array;
+      const t = Int32Array.from({ length: n }, (_, i) => (i * 331) % vocab);
+      t[4] = -100;
+      const [gNative, gOrt] = [new Float32Array(n * vocab), new Float32Array(n * vocab)];
+      const lossNative = nativeLoss(blas!, x, t, -100, 1 / 5, gNative);
+      const lossOrt = ortLoss(x, t, [n, vocab], -100, 1 / 5, gOrt);
+      expect(lossNative).toBeCloseTo(lossOrt, 4);
+      for (let i = 0; i < gNative.length; i++) expect(Math.abs(gNative[i]! - gOrt[i]!)).toBeLessThan(1e-7);
+    },
+  );
 });
 
 describe("forward values", () => {
