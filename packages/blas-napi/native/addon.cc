@@ -6,6 +6,7 @@
 
 #include "adamw.h"
 #include "args.h"
+#include "attention.h"
 #include "cross_entropy.h"
 #include "rmsnorm.h"
 #include "rope.h"
@@ -81,6 +82,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("rmsnormForward", Napi::Function::New(env, RmsNormForward, "rmsnormForward"));
   exports.Set("rmsnormBackward", Napi::Function::New(env, RmsNormBackward, "rmsnormBackward"));
   exports.Set("crossEntropy", Napi::Function::New(env, CrossEntropy, "crossEntropy"));
+  exports.Set("attentionForward", Napi::Function::New(env, AttentionForward, "attentionForward"));
+  exports.Set("attentionBackward", Napi::Function::New(env, AttentionBackward, "attentionBackward"));
   return exports;
 }
 

@@ -1,7 +1,8 @@
 // The system's BLAS as a second GEMM: OpenBLAS's cblas_sgemm through a small addon (native/addon.cc,
 // built into build/Release/blas_napi.node by `pnpm install` when libopenblas-dev is installed), and beside
 // it memory-bound loops on every thread: AdamW's update (native/adamw.cc), RMSNorm (native/rmsnorm.cc),
-// RoPE (native/rope.cc) and cross-entropy with its gradient (native/cross_entropy.cc).
+// RoPE (native/rope.cc), cross-entropy with its gradient (native/cross_entropy.cc) and causal attention
+// (native/attention.cc).
 // Optional: loadBlas() returns null, with the reason, when the addon was not built.
 import { createRequire } from "node:module";
 
@@ -98,6 +99,41 @@ export interface Blas {
     scale: number,
     grad: Float32Array,
     losses: Float64Array,
+    threads: number,
+  ): void;
+  /**
+   * Causal attention with grouped-query heads on `threads` threads: q [batch, seq, heads, headDim]; k, v
+   * [batch, seq, kvHeads, headDim]; out like q; probs [batch, heads, seq, seq] gets softmax(q k^T /
+   * sqrt(headDim)) on and below the diagonal (the part above is left as it was, and never read).
+   */
+  attentionForward(
+    q: Float32Array,
+    k: Float32Array,
+    v: Float32Array,
+    batch: number,
+    seq: number,
+    heads: number,
+    kvHeads: number,
+    headDim: number,
+    out: Float32Array,
+    probs: Float32Array,
+    threads: number,
+  ): void;
+  /** Its backward: dq, dk, dv from the forward's inputs, its probs and dout (shaped like q). */
+  attentionBackward(
+    q: Float32Array,
+    k: Float32Array,
+    v: Float32Array,
+    probs: Float32Array,
+    dout: Float32Array,
+    batch: number,
+    seq: number,
+    heads: number,
+    kvHeads: number,
+    headDim: number,
+    dq: Float32Array,
+    dk: Float32Array,
+    dv: Float32Array,
     threads: number,
   ): void;
 }

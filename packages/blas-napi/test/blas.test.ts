@@ -217,4 +217,114 @@ describe.skipIf(!blas)(`OpenBLAS addon${reason ? ` (skipped: ${reason})` : ""}`,
       "crossEntropy: targets must be a Int32Array",
     );
   });
+
+  /** Causal GQA attention and its backward in float64: [b, s, nh, d] queries, [b, s, nkv, d] keys/values. */
+  function attentionReference(
+    [b, s, nh, nkv, d]: number[],
+    q: Float32Array,
+    k: Float32Array,
+    v: Float32Array,
+    dout: Float32Array,
+  ) {
+    const at = (heads: number, bi: number, i: number, h: number) => ((bi * s + i) * heads + h) * d;
+    const out = new Float64Array(q.length);
+    const [dq, dk, dv] = [new Float64Array(q.length), new Float64Array(k.length), new Float64Array(v.length)];
+    for (let bi = 0; bi < b; bi++)
+      for (let h = 0; h < nh; h++) {
+        const g = Math.floor(h / (nh / nkv));
+        for (let i = 0; i < s; i++) {
+          const p: number[] = [];
+          for (let j = 0; j <= i; j++) {
+            let dot = 0;
+            for (let c = 0; c < d; c++) dot += q[at(nh, bi, i, h) + c]! * k[at(nkv, bi, j, g) + c]!;
+            p.push(dot / Math.sqrt(d));
+          }
+          const max = Math.max(...p);
+          const e = p.map((x) => Math.exp(x - max));
+          const sum = e.reduce((a, x) => a + x, 0);
+          const prob = e.map((x) => x / sum);
+          const dP = prob.map((_, j) => {
+            let dot = 0;
+            for (let c = 0; c < d; c++) dot += dout[at(nh, bi, i, h) + c]! * v[at(nkv, bi, j, g) + c]!;
+            return dot;
+          });
+          const rowDot = dP.reduce((a, x, j) => a + x * prob[j]!, 0);
+          for (let j = 0; j <= i; j++) {
+            const dS = (prob[j]! * (dP[j]! - rowDot)) / Math.sqrt(d);
+            for (let c = 0; c < d; c++) {
+              out[at(nh, bi, i, h) + c] += prob[j]! * v[at(nkv, bi, j, g) + c]!;
+              dv[at(nkv, bi, j, g) + c] += prob[j]! * dout[at(nh, bi, i, h) + c]!;
+              dq[at(nh, bi, i, h) + c] += dS * k[at(nkv, bi, j, g) + c]!;
+              dk[at(nkv, bi, j, g) + c] += dS * q[at(nh, bi, i, h) + c]!;
+            }
+          }
+        }
+      }
+    return { out, dq, dk, dv };
+  }
+
+  it("attention: forward and backward match float64 (GQA, head dims on and off the 64-wide blocks), any thread count the same bits", () => {
+    for (const dims of [
+      [2, 7, 4, 2, 6],
+      [1, 70, 2, 1, 80],
+      [3, 9, 3, 3, 64],
+    ]) {
+      const [b, s, nh, nkv, d] = dims as [number, number, number, number, number];
+      const rand = (n: number, seed: number) =>
+        Float32Array.from({ length: n }, (_, i) => Math.sin(i * 0.731 + seed) * 1.5);
+      const [q, k, v, dout] = [
+        rand(b * s * nh * d, 1),
+        rand(b * s * nkv * d, 2),
+        rand(b * s * nkv * d, 3),
+        rand(b * s * nh * d, 4),
+      ];
+      const run = (threads: number) => {
+        const out = new Float32Array(q.length);
+        const probs = new Float32Array(b * nh * s * s);
+        const [dq, dk, dv] = [
+          new Float32Array(q.length),
+          new Float32Array(k.length),
+          new Float32Array(v.length),
+        ];
+        blas!.attentionForward(q, k, v, b, s, nh, nkv, d, out, probs, threads);
+        blas!.attentionBackward(q, k, v, probs, dout, b, s, nh, nkv, d, dq, dk, dv, threads);
+        return { out, dq, dk, dv };
+      };
+      const got = run(1);
+      const want = attentionReference(dims, q, k, v, dout);
+      for (const name of ["out", "dq", "dk", "dv"] as const) {
+        const scale = Math.max(...want[name].map(Math.abs));
+        for (let i = 0; i < want[name].length; i++)
+          expect(Math.abs(got[name][i]! - want[name][i]!), `${dims} ${name}[${i}]`).toBeLessThan(
+            2e-6 * scale * Math.sqrt(s),
+          );
+      }
+      for (const threads of [2, 3]) {
+        const other = run(threads);
+        for (const name of ["out", "dq", "dk", "dv"] as const)
+          expect(
+            Buffer.from(other[name].buffer).equals(Buffer.from(got[name].buffer)),
+            `${dims} ${name}, ${threads} threads`,
+          ).toBe(true);
+      }
+    }
+  });
+
+  it("attention refuses arrays of the wrong size and heads that kv heads do not divide", () => {
+    const [q, kv, out, probs] = [
+      new Float32Array(16),
+      new Float32Array(8),
+      new Float32Array(16),
+      new Float32Array(16),
+    ];
+    expect(() => blas!.attentionForward(q, kv, kv, 1, 2, 2, 1, 4, out, probs, 1)).toThrow(
+      "attentionForward: probs must have 8 elements, not 16",
+    );
+    expect(() => blas!.attentionForward(q, kv, kv, 1, 2, 3, 2, 4, out, probs, 1)).toThrow(
+      "attentionForward: heads must be a multiple of kvHeads",
+    );
+    expect(() =>
+      blas!.attentionBackward(q, kv, kv, probs.subarray(8), q, 1, 2, 2, 1, 4, q, kv, new Float32Array(4), 1),
+    ).toThrow("attentionBackward: dv must have 8 elements, not 4");
+  });
 });

@@ -1,11 +1,16 @@
-// Causal self-attention with grouped-query attention (GQA), forward and backward each one ORT graph.
-// GQA without repeating K/V: query head h uses KV head h / rep (repeat_interleave order), so the
-// queries of one KV group are laid out as [batch, kv_heads, rep * seq, head_dim] and multiply that
-// group's K/V directly; dK/dV then sum over the group for free.
+// Causal self-attention with grouped-query attention (GQA): query head h uses KV head h / rep
+// (repeat_interleave order), without repeating K/V. With the native addon beside OpenBLAS, forward and
+// backward run on every thread, one (batch, KV head) group per task, computing only the causal half of
+// the scores (@picotron/blas-napi's native/attention.cc: 4 and 6.5 ms a layer on 1 thread for the bench's
+// [4, 256, 9 heads, 64], 1.9 and 3 on 2, against 6-9 and 10-12 for the ORT graphs). Without it, each is
+// one ORT graph: the queries of one KV group are laid out as [batch, kv_heads, rep * seq, head_dim] and
+// multiply that group's K/V directly; dK/dV then sum over the group for free.
 import { kernel, type TypedGraph } from "../kernels/ort.ts";
 import { Tensor, shapeStr } from "../tensor.ts";
 import { withGrad } from "../autograd.ts";
 import { uninitialized } from "./alloc.ts";
+import { blasOrReason } from "../kernels/blas.ts";
+import { getNumThreads } from "../kernels/ort.ts";
 
 const masks = new Map<number, Float32Array>();
 /** [seq, seq] additive causal mask: 0 on and below the diagonal, -inf above. */
@@ -78,17 +83,41 @@ export function causalAttention(q: Tensor, k: Tensor, v: Tensor): Tensor {
       `attention: q ${shapeStr(q.shape)}, k ${shapeStr(k.shape)}, v ${shapeStr(v.shape)} do not fit (GQA needs heads % kv_heads == 0)`,
     );
   }
-  const dims: Dims = { b, s, nh, nkv, d };
+  const out = uninitialized(q.numel);
+  const probs = uninitialized(b * nh * s * s); // attention probabilities, saved for backward
+  const qv = q.values() as Float32Array;
+  const kv = k.values() as Float32Array;
+  const vv = v.values() as Float32Array;
+  const native = blasOrReason().blas;
+  if (native) native.attentionForward(qv, kv, vv, b, s, nh, nkv, d, out, probs, getNumThreads());
+  else ortAttentionForward(qv, kv, vv, { b, s, nh, nkv, d }, out, probs);
+  return withGrad(new Tensor(out, q.shape), "CausalAttention", [q, k, v], (grad) => {
+    const dq = uninitialized(q.numel);
+    const dk = uninitialized(k.numel);
+    const dv = uninitialized(v.numel);
+    const dout = grad.values() as Float32Array;
+    if (native) {
+      native.attentionBackward(qv, kv, vv, probs, dout, b, s, nh, nkv, d, dq, dk, dv, getNumThreads());
+    } else ortAttentionBackward(qv, kv, vv, probs, dout, { b, s, nh, nkv, d }, [dq, dk, dv]);
+    return [new Tensor(dq, q.shape), new Tensor(dk, k.shape), new Tensor(dv, v.shape)];
+  });
+}
+
+/** The forward as one ORT graph: out and probs ([b, nkv, rep, s, s], zeros above the diagonal). */
+export function ortAttentionForward(
+  qv: Float32Array,
+  kv: Float32Array,
+  vv: Float32Array,
+  dims: Dims,
+  out: Float32Array,
+  probs: Float32Array,
+): void {
+  const { b, s, nh, nkv, d } = dims;
   const rep = nh / nkv;
   const scale = 1 / Math.sqrt(d);
   const qShape = [b, s, nh, d];
   const kvShape = [b, s, nkv, d];
-  const pShape = [b, nkv, rep, s, s]; // attention probabilities, saved for backward
-  const out = uninitialized(q.numel);
-  const probs = uninitialized(b * nh * s * s);
-  const qv = q.values() as Float32Array;
-  const kv = k.values() as Float32Array;
-  const vv = v.values() as Float32Array;
+  const pShape = [b, nkv, rep, s, s];
   kernel((g) => {
     const qg = toGrouped(g, g.input("q", "float32", qShape), dims, s, nh);
     const kT = g.op("Transpose", [g.input("k", "float32", kvShape)], { perm: [0, 2, 3, 1] }); // [b, kv, d, s]
@@ -115,43 +144,55 @@ export function causalAttention(q: Tensor, k: Tensor, v: Tensor): Tensor {
       { data: probs, shape: pShape },
     ],
   );
-  return withGrad(new Tensor(out, qShape), "CausalAttention", [q, k, v], (grad) => {
-    const dq = uninitialized(q.numel);
-    const dk = uninitialized(k.numel);
-    const dv = uninitialized(v.numel);
-    kernel((g) => {
-      const qg = toGrouped(g, g.input("q", "float32", qShape), dims, s, nh); // [b, kv, rep*s, d]
-      const kg = toGrouped(g, g.input("k", "float32", kvShape), dims, s, nkv); // [b, kv, s, d]
-      const vg = toGrouped(g, g.input("v", "float32", kvShape), dims, s, nkv);
-      const p = g.op("Reshape", [g.input("p", "float32", pShape), g.constInt64([b, nkv, rep * s, s])]);
-      const dO = toGrouped(g, g.input("dout", "float32", qShape), dims, s, nh);
-      const t = (x: string) => g.op("Transpose", [x], { perm: [0, 1, 3, 2] });
-      // dV = P^T dO;  dP = dO V^T;  dS = P * (dP - rowsum(dP * P));  dQ = dS (K / sqrt(d));
-      // dK = dS^T (Q / sqrt(d))   (the scale on K and Q, [s, d], rather than on the [s, s] dS)
-      const dV = g.op("MatMul", [t(p), dO]);
-      const dP = g.op("MatMul", [dO, t(vg)]);
-      const rowDot = g.op("ReduceSum", [g.op("Mul", [dP, p]), g.constInt64([-1])], { keepdims: 1 });
-      const scaleC = g.op("Constant", [], { value_float: { float: scale } });
-      const dS = g.op("Mul", [p, g.op("Sub", [dP, rowDot])]);
-      const back = (x: string) => g.op("Transpose", [x], { perm: [0, 2, 1, 3] }); // [b, kv, s, d] -> [b, s, kv, d]
-      const dQ = g.op("MatMul", [dS, g.op("Mul", [kg, scaleC])]);
-      g.output(fromGrouped(g, dQ, dims, s, nh), "float32", qShape);
-      g.output(back(g.op("MatMul", [t(dS), g.op("Mul", [qg, scaleC])])), "float32", kvShape);
-      g.output(back(dV), "float32", kvShape);
-    }).run(
-      [
-        { data: qv, shape: qShape },
-        { data: kv, shape: kvShape },
-        { data: vv, shape: kvShape },
-        { data: probs, shape: pShape },
-        { data: grad.values() as Float32Array, shape: qShape },
-      ],
-      [
-        { data: dq, shape: qShape },
-        { data: dk, shape: kvShape },
-        { data: dv, shape: kvShape },
-      ],
-    );
-    return [new Tensor(dq, q.shape), new Tensor(dk, k.shape), new Tensor(dv, v.shape)];
-  });
+}
+
+/** The backward as one ORT graph: dq, dk, dv from the forward's inputs, its probs and dout. */
+export function ortAttentionBackward(
+  qv: Float32Array,
+  kv: Float32Array,
+  vv: Float32Array,
+  probs: Float32Array,
+  dout: Float32Array,
+  dims: Dims,
+  [dq, dk, dv]: [Float32Array, Float32Array, Float32Array],
+): void {
+  const { b, s, nh, nkv, d } = dims;
+  const rep = nh / nkv;
+  const scale = 1 / Math.sqrt(d);
+  const qShape = [b, s, nh, d];
+  const kvShape = [b, s, nkv, d];
+  const pShape = [b, nkv, rep, s, s];
+  kernel((g) => {
+    const qg = toGrouped(g, g.input("q", "float32", qShape), dims, s, nh); // [b, kv, rep*s, d]
+    const kg = toGrouped(g, g.input("k", "float32", kvShape), dims, s, nkv); // [b, kv, s, d]
+    const vg = toGrouped(g, g.input("v", "float32", kvShape), dims, s, nkv);
+    const p = g.op("Reshape", [g.input("p", "float32", pShape), g.constInt64([b, nkv, rep * s, s])]);
+    const dO = toGrouped(g, g.input("dout", "float32", qShape), dims, s, nh);
+    const t = (x: string) => g.op("Transpose", [x], { perm: [0, 1, 3, 2] });
+    // dV = P^T dO;  dP = dO V^T;  dS = P * (dP - rowsum(dP * P));  dQ = dS (K / sqrt(d));
+    // dK = dS^T (Q / sqrt(d))   (the scale on K and Q, [s, d], rather than on the [s, s] dS)
+    const dV = g.op("MatMul", [t(p), dO]);
+    const dP = g.op("MatMul", [dO, t(vg)]);
+    const rowDot = g.op("ReduceSum", [g.op("Mul", [dP, p]), g.constInt64([-1])], { keepdims: 1 });
+    const scaleC = g.op("Constant", [], { value_float: { float: scale } });
+    const dS = g.op("Mul", [p, g.op("Sub", [dP, rowDot])]);
+    const back = (x: string) => g.op("Transpose", [x], { perm: [0, 2, 1, 3] }); // [b, kv, s, d] -> [b, s, kv, d]
+    const dQ = g.op("MatMul", [dS, g.op("Mul", [kg, scaleC])]);
+    g.output(fromGrouped(g, dQ, dims, s, nh), "float32", qShape);
+    g.output(back(g.op("MatMul", [t(dS), g.op("Mul", [qg, scaleC])])), "float32", kvShape);
+    g.output(back(dV), "float32", kvShape);
+  }).run(
+    [
+      { data: qv, shape: qShape },
+      { data: kv, shape: kvShape },
+      { data: vv, shape: kvShape },
+      { data: probs, shape: pShape },
+      { data: dout, shape: qShape },
+    ],
+    [
+      { data: dq, shape: qShape },
+      { data: dk, shape: kvShape },
+      { data: dv, shape: kvShape },
+    ],
+  );
 }

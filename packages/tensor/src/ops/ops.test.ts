@@ -12,6 +12,7 @@ import {
 } from "../index.ts";
 import { blasOrReason } from "../kernels/blas.ts";
 import { nativeLoss, ortLoss } from "./loss.ts";
+import { ortAttentionBackward, ortAttentionForward } from "./attention.ts";
 
 const gen = new Generator(7, "ops-test");
 function rand(shape: number[], scale = 1): Tensor {
@@ -166,6 +167,48 @@ describe("cross-entropy's two passes", () => {
       const lossOrt = ortLoss(x, t, [n, vocab], -100, 1 / 5, gOrt);
       expect(lossNative).toBeCloseTo(lossOrt, 4);
       for (let i = 0; i < gNative.length; i++) expect(Math.abs(gNative[i]! - gOrt[i]!)).toBeLessThan(1e-7);
+    },
+  );
+});
+
+describe("attention's two implementations", () => {
+  const { blas, reason } = blasOrReason();
+  it.skipIf(!blas)(
+    `native and ORT agree on the output and gradients${reason ? ` (skipped: ${reason})` : ""}`,
+    () => {
+      const [b, s, nh, nkv, d] = [2, 19, 6, 2, 16];
+      const [q, k, v, dout] = [
+        [b, s, nh, d],
+        [b, s, nkv, d],
+        [b, s, nkv, d],
+        [b, s, nh, d],
+      ].map((shape) => rand(shape, 2).values() as Float32Array) as [
+        Float32Array,
+        Float32Array,
+        Float32Array,
+        Float32Array,
+      ];
+      const run = (native: boolean) => {
+        const out = new Float32Array(q.length);
+        const probs = new Float32Array(b * nh * s * s);
+        const grads: [Float32Array, Float32Array, Float32Array] = [
+          new Float32Array(q.length),
+          new Float32Array(k.length),
+          new Float32Array(v.length),
+        ];
+        if (native) {
+          blas!.attentionForward(q, k, v, b, s, nh, nkv, d, out, probs, 2);
+          blas!.attentionBackward(q, k, v, probs, dout, b, s, nh, nkv, d, ...grads, 2);
+        } else {
+          ortAttentionForward(q, k, v, { b, s, nh, nkv, d }, out, probs);
+          ortAttentionBackward(q, k, v, probs, dout, { b, s, nh, nkv, d }, grads);
+        }
+        return [out, ...grads];
+      };
+      const [native, ort] = [run(true), run(false)];
+      native.forEach((got, i) => {
+        for (let j = 0; j < got.length; j++) expect(got[j]).toBeCloseTo(ort[i]![j]!, 4);
+      });
     },
   );
 });
