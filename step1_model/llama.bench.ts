@@ -1,7 +1,8 @@
 // pnpm bench: fwd + bwd + AdamW throughput of the Llama, next to PyTorch's on the same work
 // (../shared/anchors/torch_llama.py bench, when python3-torch is installed), rounds alternating.
 //   pnpm bench [-- --steps 4 --rounds 2 --threads 1 --gemm auto]
-//   pnpm bench -- --compare-gemm   each round runs auto, ort (MLAS) and blas (OpenBLAS), then PyTorch
+//   pnpm bench -- --compare-gemm   each round runs auto, ort (MLAS) and blas (OpenBLAS), in turn (the first
+//                                  one later each round), then PyTorch
 //   pnpm bench -- --profile        where one step's time goes, op by op (forward and backward), after --warmup steps
 //   pnpm bench -- --remeasure-gemm forgets this host's stored GEMM choices (for this thread count) first
 // PyTorch runs on OpenBLAS's best kernels for the CPU (see torch_anchor.ts); our OpenBLAS gets the same
@@ -203,7 +204,8 @@ const ours: Record<string, number[][]> = Object.fromEntries(modes.map((m) => [m,
 const theirs: number[] = [];
 let torchImpl = "";
 for (let r = 0; r < args.rounds; r++) {
-  for (const m of modes) {
+  // each round starts one backend later, so that none always runs first after PyTorch's process
+  for (const m of [...modes.slice(r % modes.length), ...modes.slice(0, r % modes.length)]) {
     setGemmBackend(m);
     ours[m]!.push(ourRound());
   }

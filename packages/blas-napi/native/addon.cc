@@ -1,6 +1,6 @@
 // A thin N-API wrapper over OpenBLAS: one row-major SGEMM, the thread count, and what OpenBLAS chose at
-// load time (its core, e.g. "SkylakeX", picked from the CPU or from OPENBLAS_CORETYPE). src/index.ts
-// describes these exports.
+// load time (its core, e.g. "SkylakeX", picked from the CPU or from OPENBLAS_CORETYPE); beside them, the
+// training step's other loops, each in its own native/*.cc. src/index.ts describes these exports.
 #include <napi.h>
 #include <cblas.h>
 
@@ -10,6 +10,7 @@
 #include "cross_entropy.h"
 #include "rmsnorm.h"
 #include "rope.h"
+#include "swiglu.h"
 
 #include <string>
 
@@ -84,6 +85,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("crossEntropy", Napi::Function::New(env, CrossEntropy, "crossEntropy"));
   exports.Set("attentionForward", Napi::Function::New(env, AttentionForward, "attentionForward"));
   exports.Set("attentionBackward", Napi::Function::New(env, AttentionBackward, "attentionBackward"));
+  exports.Set("swiglu", Napi::Function::New(env, Swiglu, "swiglu"));
+  exports.Set("swigluBackward", Napi::Function::New(env, SwigluBackward, "swigluBackward"));
   return exports;
 }
 

@@ -1,8 +1,8 @@
 // The system's BLAS as a second GEMM: OpenBLAS's cblas_sgemm through a small addon (native/addon.cc,
 // built into build/Release/blas_napi.node by `pnpm install` when libopenblas-dev is installed), and beside
 // it memory-bound loops on every thread: AdamW's update (native/adamw.cc), RMSNorm (native/rmsnorm.cc),
-// RoPE (native/rope.cc), cross-entropy with its gradient (native/cross_entropy.cc) and causal attention
-// (native/attention.cc).
+// RoPE (native/rope.cc), cross-entropy with its gradient (native/cross_entropy.cc), causal attention
+// (native/attention.cc) and SwiGLU (native/swiglu.cc).
 // Optional: loadBlas() returns null, with the reason, when the addon was not built.
 import { createRequire } from "node:module";
 
@@ -134,6 +134,17 @@ export interface Blas {
     dq: Float32Array,
     dk: Float32Array,
     dv: Float32Array,
+    threads: number,
+  ): void;
+  /** SwiGLU on `threads` threads: out = silu(gate) * up, elementwise (float32, as (gate * sigmoid(gate)) * up). */
+  swiglu(gate: Float32Array, up: Float32Array, out: Float32Array, threads: number): void;
+  /** Its backward: dGate = dy * up * s * (1 + gate * (1 - s)) and dUp = dy * s * gate, s = sigmoid(gate). */
+  swigluBackward(
+    gate: Float32Array,
+    up: Float32Array,
+    dy: Float32Array,
+    dGate: Float32Array,
+    dUp: Float32Array,
     threads: number,
   ): void;
 }

@@ -327,4 +327,39 @@ describe.skipIf(!blas)(`OpenBLAS addon${reason ? ` (skipped: ${reason})` : ""}`,
       blas!.attentionBackward(q, kv, kv, probs.subarray(8), q, 1, 2, 2, 1, 4, q, kv, new Float32Array(4), 1),
     ).toThrow("attentionBackward: dv must have 8 elements, not 4");
   });
+
+  it("SwiGLU: forward and backward match float64 on any thread count, with the same bits", () => {
+    const n = 200_003; // up to 3 threads, and a tail shorter than a vector
+    const gate = Float32Array.from({ length: n }, (_, i) => Math.sin(i * 0.37) * 30);
+    const up = Float32Array.from({ length: n }, (_, i) => Math.cos(i * 0.11) * 2);
+    const dy = Float32Array.from({ length: n }, (_, i) => Math.sin(i * 0.05));
+    const run = (threads: number) => {
+      const [out, dGate, dUp] = [new Float32Array(n), new Float32Array(n), new Float32Array(n)];
+      blas!.swiglu(gate, up, out, threads);
+      blas!.swigluBackward(gate, up, dy, dGate, dUp, threads);
+      return { out, dGate, dUp };
+    };
+    const one = run(1);
+    for (let i = 0; i < n; i++) {
+      const [a, u] = [gate[i]!, up[i]!];
+      const s = 1 / (1 + Math.exp(-a));
+      const want = { out: a * s * u, dGate: dy[i]! * u * s * (1 + a * (1 - s)), dUp: dy[i]! * s * a };
+      // float32 roundings of each term (1 + a (1 - s) cancels near a = -1.28: its terms set the scale)
+      const size = { out: want.out, dGate: dy[i]! * u * s * (1 + Math.abs(a * (1 - s))), dUp: want.dUp };
+      for (const name of ["out", "dGate", "dUp"] as const)
+        expect(Math.abs(one[name][i]! - want[name]), `${name}[${i}]`).toBeLessThanOrEqual(
+          2e-6 * Math.abs(size[name]) + 1e-30,
+        );
+    }
+    for (const threads of [2, 3]) {
+      const other = run(threads);
+      for (const name of ["out", "dGate", "dUp"] as const)
+        expect(Buffer.from(other[name].buffer).equals(Buffer.from(one[name].buffer))).toBe(true);
+    }
+    const short = new Float32Array(n - 1);
+    expect(() => blas!.swiglu(gate, up, short, 1)).toThrow("swiglu: the arrays must have the same length");
+    expect(() => blas!.swigluBackward(gate, up, dy, short, short, 1)).toThrow(
+      "swigluBackward: the arrays must have the same length",
+    );
+  });
 });

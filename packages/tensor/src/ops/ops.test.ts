@@ -13,6 +13,7 @@ import {
 import { blasOrReason } from "../kernels/blas.ts";
 import { nativeLoss, ortLoss } from "./loss.ts";
 import { ortAttentionBackward, ortAttentionForward } from "./attention.ts";
+import { ortSwiglu, ortSwigluBackward } from "./elementwise.ts";
 
 const gen = new Generator(7, "ops-test");
 function rand(shape: number[], scale = 1): Tensor {
@@ -211,6 +212,28 @@ describe("attention's two implementations", () => {
       });
     },
   );
+});
+
+describe("SwiGLU's two implementations", () => {
+  const { blas, reason } = blasOrReason();
+  it.skipIf(!blas)(`native and ORT agree${reason ? ` (skipped: ${reason})` : ""}`, () => {
+    const [gate, up, dy] = [rand([3, 1000], 12), rand([3, 1000], 2), rand([3, 1000])].map(
+      (t) => t.values() as Float32Array,
+    ) as [Float32Array, Float32Array, Float32Array];
+    const arrays = () => [new Float32Array(3000), new Float32Array(3000), new Float32Array(3000)] as const;
+    const [out, dGate, dUp] = arrays();
+    blas!.swiglu(gate, up, out, 2);
+    blas!.swigluBackward(gate, up, dy, dGate, dUp, 2);
+    const [outOrt, dGateOrt, dUpOrt] = arrays();
+    ortSwiglu(gate, up, outOrt);
+    ortSwigluBackward(gate, up, dy, dGateOrt, dUpOrt);
+    for (const [got, want] of [
+      [out, outOrt],
+      [dGate, dGateOrt],
+      [dUp, dUpOrt],
+    ] as const)
+      for (let i = 0; i < got.length; i++) expect(got[i]).toBeCloseTo(want[i]!, 5);
+  });
 });
 
 describe("forward values", () => {

@@ -1,0 +1,92 @@
+// The SwiGLU gate of the Llama MLP on every thread, elementwise over [tokens, intermediate]:
+//   forward:  out = (a s) u,  s = sigmoid(a) (a: the gate projection, u: the up projection)
+//   backward: dGate = (dy s u) (1 + a (1 - s)),  dUp = (dy s) a
+// sigmoid from e = exp(-|a|) <= 1, which never overflows: 1 / (1 + e) for a >= 0, e / (1 + e) below.
+#include "swiglu.h"
+
+#include <algorithm>
+
+#include "args.h"
+#include "exp.h"
+
+namespace {
+
+using softmax::Broadcast;
+using softmax::F16;
+using softmax::Load16;
+
+SOFTMAX_INLINE F16 Sigmoid(F16 a) {
+  const F16 zero = Broadcast(0);
+  const F16 e = softmax::ExpNonPositive(a < zero ? a : -a);
+  const F16 one = Broadcast(1);
+  return (a < zero ? e : one) / (one + e);
+}
+
+__attribute__((target_clones("avx512f", "avx2", "default"))) void Forward(const float* a, const float* u,
+                                                                          float* out, size_t begin,
+                                                                          size_t end) {
+  for (size_t i = begin; i < end; i += 16) {
+    const size_t n = std::min<size_t>(16, end - i);
+    const F16 av = Load16(a + i, n), uv = Load16(u + i, n);
+    const F16 o = (av * Sigmoid(av)) * uv;
+    std::memcpy(out + i, &o, n * sizeof(float));
+  }
+}
+
+__attribute__((target_clones("avx512f", "avx2", "default"))) void Backward(const float* a, const float* u,
+                                                                           const float* dy, float* dGate,
+                                                                           float* dUp, size_t begin,
+                                                                           size_t end) {
+  const F16 one = Broadcast(1);
+  for (size_t i = begin; i < end; i += 16) {
+    const size_t n = std::min<size_t>(16, end - i);
+    const F16 av = Load16(a + i, n), uv = Load16(u + i, n), dyv = Load16(dy + i, n);
+    const F16 s = Sigmoid(av);
+    const F16 dys = dyv * s;
+    const F16 g = (dys * uv) * (one + av * (one - s));
+    const F16 du = dys * av;
+    std::memcpy(dGate + i, &g, n * sizeof(float));
+    std::memcpy(dUp + i, &du, n * sizeof(float));
+  }
+}
+
+// Below this many elements per thread, starting a thread costs more than it saves.
+constexpr size_t kMinPerThread = 1 << 16;
+
+size_t SameLength(const Napi::CallbackInfo& info, std::initializer_list<const Napi::Float32Array*> arrays,
+                  const char* fn) {
+  const size_t n = (*arrays.begin())->ElementLength();
+  for (const auto* a : arrays)
+    if (a->ElementLength() != n)
+      throw Napi::RangeError::New(info.Env(), std::string(fn) + ": the arrays must have the same length");
+  return n;
+}
+
+}  // namespace
+
+// swiglu(gate, up, out, threads)
+Napi::Value Swiglu(const Napi::CallbackInfo& info) {
+  const char* fn = "swiglu";
+  if (info.Length() != 4) throw Napi::TypeError::New(info.Env(), "swiglu: expected 4 arguments");
+  Napi::Float32Array a = args::Floats(info, 0, fn, "gate"), u = args::Floats(info, 1, fn, "up"),
+                     out = args::Floats(info, 2, fn, "out");
+  const size_t n = SameLength(info, {&a, &u, &out}, fn);
+  const size_t threads = std::min(args::Positive(info, 3, fn, "threads"), std::max<size_t>(1, n / kMinPerThread));
+  args::Split(n, threads, [&](size_t i0, size_t i1) { Forward(a.Data(), u.Data(), out.Data(), i0, i1); }, 16);
+  return info.Env().Undefined();
+}
+
+// swigluBackward(gate, up, dy, dGate, dUp, threads)
+Napi::Value SwigluBackward(const Napi::CallbackInfo& info) {
+  const char* fn = "swigluBackward";
+  if (info.Length() != 6) throw Napi::TypeError::New(info.Env(), "swigluBackward: expected 6 arguments");
+  Napi::Float32Array a = args::Floats(info, 0, fn, "gate"), u = args::Floats(info, 1, fn, "up"),
+                     dy = args::Floats(info, 2, fn, "dy"), dGate = args::Floats(info, 3, fn, "dGate"),
+                     dUp = args::Floats(info, 4, fn, "dUp");
+  const size_t n = SameLength(info, {&a, &u, &dy, &dGate, &dUp}, fn);
+  const size_t threads = std::min(args::Positive(info, 5, fn, "threads"), std::max<size_t>(1, n / kMinPerThread));
+  args::Split(
+      n, threads,
+      [&](size_t i0, size_t i1) { Backward(a.Data(), u.Data(), dy.Data(), dGate.Data(), dUp.Data(), i0, i1); }, 16);
+  return info.Env().Undefined();
+}
