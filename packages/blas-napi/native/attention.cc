@@ -51,8 +51,10 @@ SOFTMAX_INLINE void RowsTimesColumns(const float* const* a, size_t d, const floa
         for (int u = 0; u < 4; u++) acc[r][u] += ar * v[u];
       }
     }
-    const size_t n = std::min(kBlock, len - j0);
-    for (size_t r = 0; r < R; r++) std::memcpy(out[r] + j0, acc[r], n * sizeof(float));
+    if (j0 + kBlock <= len)  // a whole block: a size known when compiling, 4 stores a row
+      for (size_t r = 0; r < R; r++) std::memcpy(out[r] + j0, acc[r], sizeof acc[r]);
+    else
+      for (size_t r = 0; r < R; r++) std::memcpy(out[r] + j0, acc[r], (len - j0) * sizeof(float));
   }
 }
 
@@ -93,8 +95,13 @@ SOFTMAX_INLINE void SoftmaxRow(float* s, size_t len) {
   for (int l = 1; l < 16; l++) max = lanes[l] > max ? lanes[l] : max;
   for (; j < len; j++) max = s[j] > max ? s[j] : max;
   D8 sums = {};
-  for (j = 0; j < len; j += 16) {
-    const size_t n = std::min<size_t>(16, len - j);
+  for (j = 0; j + 16 <= len; j += 16) {
+    const F16 e = softmax::ExpNonPositive(Load16(s + j) - max);
+    std::memcpy(s + j, &e, sizeof e);
+    softmax::AddWide(sums, e);
+  }
+  if (j < len) {  // the last few: the lanes past the row hold -inf, whose exp is not stored or summed
+    const size_t n = len - j;
     F16 e = softmax::ExpNonPositive(Load16(s + j, n, -INFINITY) - max);
     for (size_t l = n; l < 16; l++) e[l] = 0;
     std::memcpy(s + j, &e, n * sizeof(float));
@@ -109,10 +116,9 @@ SOFTMAX_INLINE void SoftmaxRow(float* s, size_t len) {
 // sum_j a[j] b[j] for j < len, products in float32, summed in 8 float64 lanes.
 SOFTMAX_INLINE double Dot(const float* a, const float* b, size_t len) {
   D8 sums = {};
-  for (size_t j = 0; j < len; j += 16) {
-    const size_t n = std::min<size_t>(16, len - j);
-    softmax::AddWide(sums, Load16(a + j, n) * Load16(b + j, n));
-  }
+  size_t j = 0;
+  for (; j + 16 <= len; j += 16) softmax::AddWide(sums, Load16(a + j) * Load16(b + j));
+  if (j < len) softmax::AddWide(sums, Load16(a + j, len - j) * Load16(b + j, len - j));
   double sum = 0;
   for (int l = 0; l < 8; l++) sum += sums[l];
   return sum;

@@ -22,32 +22,45 @@ SOFTMAX_INLINE F16 Sigmoid(F16 a) {
   return (a < zero ? e : one) / (one + e);
 }
 
+// One chunk of N = 16 elements (a whole vector), or with N = 0 the last n < 16; the chunk's size is then
+// known when compiling the whole ones, which load and store as one instruction each.
+template <size_t N>
+SOFTMAX_INLINE void ForwardChunk(const float* a, const float* u, float* out, size_t n) {
+  const size_t k = N ? N : n;
+  const F16 av = Load16(a, k), uv = Load16(u, k);
+  const F16 o = (av * Sigmoid(av)) * uv;
+  std::memcpy(out, &o, k * sizeof(float));
+}
+
+template <size_t N>
+SOFTMAX_INLINE void BackwardChunk(const float* a, const float* u, const float* dy, float* dGate, float* dUp,
+                                  size_t n) {
+  const size_t k = N ? N : n;
+  const F16 one = Broadcast(1);
+  const F16 av = Load16(a, k), uv = Load16(u, k), dyv = Load16(dy, k);
+  const F16 s = Sigmoid(av);
+  const F16 dys = dyv * s;
+  const F16 g = (dys * uv) * (one + av * (one - s));
+  const F16 du = dys * av;
+  std::memcpy(dGate, &g, k * sizeof(float));
+  std::memcpy(dUp, &du, k * sizeof(float));
+}
+
 __attribute__((target_clones("avx512f", "avx2", "default"))) void Forward(const float* a, const float* u,
                                                                           float* out, size_t begin,
                                                                           size_t end) {
-  for (size_t i = begin; i < end; i += 16) {
-    const size_t n = std::min<size_t>(16, end - i);
-    const F16 av = Load16(a + i, n), uv = Load16(u + i, n);
-    const F16 o = (av * Sigmoid(av)) * uv;
-    std::memcpy(out + i, &o, n * sizeof(float));
-  }
+  size_t i = begin;
+  for (; i + 16 <= end; i += 16) ForwardChunk<16>(a + i, u + i, out + i, 16);
+  if (i < end) ForwardChunk<0>(a + i, u + i, out + i, end - i);
 }
 
 __attribute__((target_clones("avx512f", "avx2", "default"))) void Backward(const float* a, const float* u,
                                                                            const float* dy, float* dGate,
                                                                            float* dUp, size_t begin,
                                                                            size_t end) {
-  const F16 one = Broadcast(1);
-  for (size_t i = begin; i < end; i += 16) {
-    const size_t n = std::min<size_t>(16, end - i);
-    const F16 av = Load16(a + i, n), uv = Load16(u + i, n), dyv = Load16(dy + i, n);
-    const F16 s = Sigmoid(av);
-    const F16 dys = dyv * s;
-    const F16 g = (dys * uv) * (one + av * (one - s));
-    const F16 du = dys * av;
-    std::memcpy(dGate + i, &g, n * sizeof(float));
-    std::memcpy(dUp + i, &du, n * sizeof(float));
-  }
+  size_t i = begin;
+  for (; i + 16 <= end; i += 16) BackwardChunk<16>(a + i, u + i, dy + i, dGate + i, dUp + i, 16);
+  if (i < end) BackwardChunk<0>(a + i, u + i, dy + i, dGate + i, dUp + i, end - i);
 }
 
 // Below this many elements per thread, starting a thread costs more than it saves.
