@@ -4,7 +4,7 @@
       "target_name": "blas_napi",
       "sources": ["native/addon.cc", "native/adamw.cc", "native/rmsnorm.cc", "native/rope.cc",
                   "native/cross_entropy.cc", "native/attention.cc",
-                  "native/swiglu.cc"],
+                  "native/swiglu.cc", "native/add.cc"],
       # node-addon-api's target that turns C++ exceptions into JS exceptions.
       "dependencies": ["<!(node -p \"require('node-addon-api').targets\"):node_addon_api_except"],
       # OpenBLAS's own flags, from pkg-config (see scripts/blas-flags.mjs).

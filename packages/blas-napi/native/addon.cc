@@ -5,6 +5,7 @@
 #include <cblas.h>
 
 #include "adamw.h"
+#include "add.h"
 #include "args.h"
 #include "attention.h"
 #include "cross_entropy.h"
@@ -86,6 +87,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("attentionForward", Napi::Function::New(env, AttentionForward, "attentionForward"));
   exports.Set("attentionBackward", Napi::Function::New(env, AttentionBackward, "attentionBackward"));
   exports.Set("swiglu", Napi::Function::New(env, Swiglu, "swiglu"));
+  exports.Set("add", Napi::Function::New(env, Add, "add"));
   exports.Set("swigluBackward", Napi::Function::New(env, SwigluBackward, "swigluBackward"));
   return exports;
 }

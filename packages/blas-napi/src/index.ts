@@ -2,7 +2,7 @@
 // built into build/Release/blas_napi.node by `pnpm install` when libopenblas-dev is installed), and beside
 // it memory-bound loops on every thread: AdamW's update (native/adamw.cc), RMSNorm (native/rmsnorm.cc),
 // RoPE (native/rope.cc), cross-entropy with its gradient (native/cross_entropy.cc), causal attention
-// (native/attention.cc) and SwiGLU (native/swiglu.cc).
+// (native/attention.cc), SwiGLU (native/swiglu.cc) and addition (native/add.cc).
 // Optional: loadBlas() returns null, with the reason, when the addon was not built.
 import { createRequire } from "node:module";
 
@@ -136,6 +136,8 @@ export interface Blas {
     dv: Float32Array,
     threads: number,
   ): void;
+  /** out = a + b elementwise on `threads` threads (float32: the same bits as any other addition). */
+  add(a: Float32Array, b: Float32Array, out: Float32Array, threads: number): void;
   /** SwiGLU on `threads` threads: out = silu(gate) * up, elementwise (float32, as (gate * sigmoid(gate)) * up). */
   swiglu(gate: Float32Array, up: Float32Array, out: Float32Array, threads: number): void;
   /** Its backward: dGate = dy * up * s * (1 + gate * (1 - s)) and dUp = dy * s * gate, s = sigmoid(gate). */

