@@ -48,7 +48,7 @@ Napi::Value AdamW(const Napi::CallbackInfo& info) {
     f[i] = info[4 + i].As<Napi::Number>().FloatValue();
   }
   const Scalars s{f[0], f[1], f[2], f[3], f[4], f[5], f[6], f[7]};
-  size_t threads = std::min(args::Positive(info, 12, "adamw", "threads"), std::max<size_t>(1, n / kMinPerThread));
+  size_t threads = args::Useful(args::Positive(info, 12, "adamw", "threads"), n, kMinPerThread);
   float *pw = w.Data(), *pm = m.Data(), *pv = v.Data();
   const float* pg = g.Data();
   // slices of whole cache lines (16 floats), so no two threads write the same line

@@ -26,10 +26,8 @@ Napi::Value Add(const Napi::CallbackInfo& info) {
   if (info.Length() != 4) throw Napi::TypeError::New(info.Env(), "add: expected 4 arguments");
   Napi::Float32Array a = args::Floats(info, 0, fn, "a"), b = args::Floats(info, 1, fn, "b"),
                      out = args::Floats(info, 2, fn, "out");
-  const size_t n = a.ElementLength();
-  if (b.ElementLength() != n || out.ElementLength() != n)
-    throw Napi::RangeError::New(info.Env(), "add: the arrays must have the same length");
-  const size_t threads = std::min(args::Positive(info, 3, fn, "threads"), std::max<size_t>(1, n / kMinPerThread));
+  const size_t n = args::SameLength(info, {&a, &b, &out}, fn);
+  const size_t threads = args::Useful(args::Positive(info, 3, fn, "threads"), n, kMinPerThread);
   const float *pa = a.Data(), *pb = b.Data();
   float* po = out.Data();
   args::Split(n, threads, [&](size_t i0, size_t i1) { AddRange(pa, pb, po, i0, i1); }, 16);

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <functional>
+#include <initializer_list>
 #include <string>
 #include <thread>
 #include <vector>
@@ -31,6 +32,22 @@ inline size_t Positive(const Napi::CallbackInfo& info, size_t i, const char* fn,
   int64_t v = info[i].IsNumber() ? info[i].As<Napi::Number>().Int64Value() : 0;
   if (v < 1) throw Napi::RangeError::New(info.Env(), std::string(fn) + ": " + name + " must be a positive integer");
   return static_cast<size_t>(v);
+}
+
+// The common length of the arrays, else a one-line error naming the function.
+inline size_t SameLength(const Napi::CallbackInfo& info, std::initializer_list<const Napi::Float32Array*> arrays,
+                         const char* fn) {
+  const size_t n = (*arrays.begin())->ElementLength();
+  for (const auto* a : arrays)
+    if (a->ElementLength() != n)
+      throw Napi::RangeError::New(info.Env(), std::string(fn) + ": the arrays must have the same length");
+  return n;
+}
+
+// The threads worth starting for `work` units, at most `threads`: below `minPerThread` units a thread, starting
+// one costs more than it saves.
+inline size_t Useful(size_t threads, size_t work, size_t minPerThread) {
+  return std::min(threads, std::max<size_t>(1, work / minPerThread));
 }
 
 // Runs fn(begin, end) over [0, n) in `threads` contiguous parts, each a multiple of `align` long (so that

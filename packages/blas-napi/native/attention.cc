@@ -13,6 +13,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <memory>
 #include <vector>
 
 #include "args.h"
@@ -181,10 +182,11 @@ struct Backward {
   Dims m;
 };
 
-// What one (batch, KV head) task keeps: for each head of the group, [s, s] of dS / sqrt(d) and of P, both
-// zero above the diagonal.
+// What one (batch, KV head) task keeps: for each head of the group, [s, s] of dS / sqrt(d) and of P, on and
+// just past the diagonal (the rest is never read).
 struct GroupGrads {
-  std::vector<float> dS, p, dP;
+  std::unique_ptr<float[]> dS, p;  // not zero-filled: BackwardRows zeroes what is read past the diagonal
+  std::vector<float> dP;
 };
 
 // Query rows i0..i0+R-1 of head h (the group's hh-th): dP = dO V^T, dS, and dQ = dS K.
@@ -201,7 +203,7 @@ SOFTMAX_INLINE void BackwardRows(const Backward& f, size_t bi, size_t g, size_t 
   for (size_t r = 0; r < R; r++) {
     dO[r] = f.dout + m.q(bi, i0 + r, h);
     dP[r] = t.dP.data() + r * (s + kBlock);
-    dS[r] = t.dS.data() + (hh * s + i0 + r) * s;
+    dS[r] = t.dS.get() + (hh * s + i0 + r) * s;
     dQ[r] = f.dq + m.q(bi, i0 + r, h);
   }
   const size_t len = i0 + R;
@@ -210,12 +212,15 @@ SOFTMAX_INLINE void BackwardRows(const Backward& f, size_t bi, size_t g, size_t 
     const size_t n = i0 + r + 1;
     const float* p = f.probs + ((bi * m.nh + h) * s + i0 + r) * s;
     const float rowDot = static_cast<float>(Dot(dP[r], p, n));
-    float* dSr = t.dS.data() + (hh * s + i0 + r) * s;
-    float* pr = t.p.data() + (hh * s + i0 + r) * s;
+    float* dSr = t.dS.get() + (hh * s + i0 + r) * s;
+    float* pr = t.p.get() + (hh * s + i0 + r) * s;
     for (size_t j = 0; j < n; j++) {
       dSr[j] = p[j] * (dP[r][j] - rowDot) * scale;
       pr[j] = p[j];
     }
+    // the block's product with K (dQ, below) and KeyRows read up to kRows - 1 columns past the diagonal
+    std::fill(dSr + n, dSr + std::min(s, n + kRows - 1), 0.0f);
+    std::fill(pr + n, pr + std::min(s, n + kRows - 1), 0.0f);
   }
   WeightedRows<R>(dS, len, f.k + m.kv(bi, 0, g), m.nkv * m.d, m.d, dQ);
 }
@@ -223,7 +228,7 @@ SOFTMAX_INLINE void BackwardRows(const Backward& f, size_t bi, size_t g, size_t 
 // out rows j0..j0+R-1 (rows of dK or dV) = sum over the group's heads, then over queries i >= j0, of
 // w[hh][i][j] x[i] (x: Q or dO of that head, rows of d with stride nh * d).
 template <size_t R>
-SOFTMAX_INLINE void KeyRows(const Dims& m, const std::vector<float>& w, const float* x, size_t bi, size_t g,
+SOFTMAX_INLINE void KeyRows(const Dims& m, const float* w, const float* x, size_t bi, size_t g,
                             size_t j0, float* out) {
   const size_t s = m.s, ld = m.nh * m.d;
   size_t c0 = 0;
@@ -234,7 +239,7 @@ SOFTMAX_INLINE void KeyRows(const Dims& m, const std::vector<float>& w, const fl
       for (size_t i = j0; i < s; i++) {
         const float* row = xh + i * ld;
         const F16 v[4] = {Load16(row), Load16(row + 16), Load16(row + 32), Load16(row + 48)};
-        const float* wi = w.data() + (hh * s + i) * s + j0;
+        const float* wi = w + (hh * s + i) * s + j0;
         for (size_t r = 0; r < R; r++) {
           const F16 wr = Broadcast(wi[r]);
           for (int u = 0; u < 4; u++) acc[r][u] += wr * v[u];
@@ -257,8 +262,8 @@ __attribute__((target_clones("avx512f", "avx2", "default"))) void BackwardGroup(
                                                                                 size_t g) {
   const Dims& m = f.m;
   std::vector<float> vT;
-  GroupGrads t{std::vector<float>(m.rep() * m.s * m.s), std::vector<float>(m.rep() * m.s * m.s),
-               std::vector<float>(kRows * (m.s + kBlock))};
+  GroupGrads t{std::unique_ptr<float[]>(new float[m.rep() * m.s * m.s]),
+               std::unique_ptr<float[]>(new float[m.rep() * m.s * m.s]), std::vector<float>(kRows * (m.s + kBlock))};
   Transpose(f.v + m.kv(bi, 0, g), m.nkv * m.d, m.s, m.d, vT);
   for (size_t hh = 0; hh < m.rep(); hh++) {
     const size_t h = g * m.rep() + hh;
@@ -268,12 +273,12 @@ __attribute__((target_clones("avx512f", "avx2", "default"))) void BackwardGroup(
   }
   size_t j = 0;
   for (; j + kRows <= m.s; j += kRows) {
-    KeyRows<kRows>(m, t.dS, f.q, bi, g, j, f.dk);  // dK = dS^T Q
-    KeyRows<kRows>(m, t.p, f.dout, bi, g, j, f.dv);  // dV = P^T dO
+    KeyRows<kRows>(m, t.dS.get(), f.q, bi, g, j, f.dk);  // dK = dS^T Q
+    KeyRows<kRows>(m, t.p.get(), f.dout, bi, g, j, f.dv);  // dV = P^T dO
   }
   for (; j < m.s; j++) {
-    KeyRows<1>(m, t.dS, f.q, bi, g, j, f.dk);
-    KeyRows<1>(m, t.p, f.dout, bi, g, j, f.dv);
+    KeyRows<1>(m, t.dS.get(), f.q, bi, g, j, f.dk);
+    KeyRows<1>(m, t.p.get(), f.dout, bi, g, j, f.dv);
   }
 }
 
@@ -286,11 +291,19 @@ Dims ReadDims(const Napi::CallbackInfo& info, size_t at, const char* fn) {
   return m;
 }
 
-void CheckLength(const Napi::CallbackInfo& info, const Napi::Float32Array& a, size_t n, const char* fn,
-                 const char* name) {
-  if (a.ElementLength() != n)
-    throw Napi::RangeError::New(info.Env(), std::string(fn) + ": " + name + " must have " + std::to_string(n) +
-                                                " elements, not " + std::to_string(a.ElementLength()));
+using Named = std::pair<const Napi::Float32Array*, const char*>;
+
+// Each array's length against its layout: q-like [b, s, nh, d], kv-like [b, s, nkv, d], probs [b, nh, s, s].
+void CheckShapes(const Napi::CallbackInfo& info, const Dims& m, const char* fn, std::initializer_list<Named> qLike,
+                 std::initializer_list<Named> kvLike, const Napi::Float32Array& probs) {
+  const auto check = [&](const Named& a, size_t n) {
+    if (a.first->ElementLength() != n)
+      throw Napi::RangeError::New(info.Env(), std::string(fn) + ": " + a.second + " must have " + std::to_string(n) +
+                                                  " elements, not " + std::to_string(a.first->ElementLength()));
+  };
+  for (const Named& a : qLike) check(a, m.b * m.s * m.nh * m.d);
+  for (const Named& a : kvLike) check(a, m.b * m.s * m.nkv * m.d);
+  check({&probs, "probs"}, m.b * m.nh * m.s * m.s);
 }
 
 // Runs fn(bi, g) for every (batch, KV head) on up to `threads` threads.
@@ -313,11 +326,7 @@ Napi::Value AttentionForward(const Napi::CallbackInfo& info) {
                      probs = args::Floats(info, 9, fn, "probs");
   const Dims m = ReadDims(info, 3, fn);
   const size_t threads = args::Positive(info, 10, fn, "threads");
-  CheckLength(info, q, m.b * m.s * m.nh * m.d, fn, "q");
-  CheckLength(info, k, m.b * m.s * m.nkv * m.d, fn, "k");
-  CheckLength(info, v, m.b * m.s * m.nkv * m.d, fn, "v");
-  CheckLength(info, out, m.b * m.s * m.nh * m.d, fn, "out");
-  CheckLength(info, probs, m.b * m.nh * m.s * m.s, fn, "probs");
+  CheckShapes(info, m, fn, {{&q, "q"}, {&out, "out"}}, {{&k, "k"}, {&v, "v"}}, probs);
   const Forward f{q.Data(), k.Data(), v.Data(), out.Data(), probs.Data(), m};
   EachGroup(m, threads, [&](size_t bi, size_t g) { ForwardGroup(f, bi, g); });
   return info.Env().Undefined();
@@ -333,11 +342,8 @@ Napi::Value AttentionBackward(const Napi::CallbackInfo& info) {
                      dk = args::Floats(info, 11, fn, "dk"), dv = args::Floats(info, 12, fn, "dv");
   const Dims m = ReadDims(info, 5, fn);
   const size_t threads = args::Positive(info, 13, fn, "threads");
-  for (auto [a, name] : {std::pair{&q, "q"}, {&dout, "dout"}, {&dq, "dq"}})
-    CheckLength(info, *a, m.b * m.s * m.nh * m.d, fn, name);
-  for (auto [a, name] : {std::pair{&k, "k"}, {&v, "v"}, {&dk, "dk"}, {&dv, "dv"}})
-    CheckLength(info, *a, m.b * m.s * m.nkv * m.d, fn, name);
-  CheckLength(info, probs, m.b * m.nh * m.s * m.s, fn, "probs");
+  CheckShapes(info, m, fn, {{&q, "q"}, {&dout, "dout"}, {&dq, "dq"}}, {{&k, "k"}, {&v, "v"}, {&dk, "dk"}, {&dv, "dv"}},
+              probs);
   const Backward f{q.Data(), k.Data(), v.Data(), probs.Data(), dout.Data(), dq.Data(), dk.Data(), dv.Data(), m};
   EachGroup(m, threads, [&](size_t bi, size_t g) { BackwardGroup(f, bi, g); });
   return info.Env().Undefined();

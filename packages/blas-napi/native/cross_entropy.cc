@@ -90,7 +90,7 @@ Napi::Value CrossEntropy(const Napi::CallbackInfo& info) {
     if (t[i] != ignore && (t[i] < 0 || static_cast<size_t>(t[i]) >= vocab))
       throw Napi::RangeError::New(env, "crossEntropy: target " + std::to_string(t[i]) + " is outside [0, " +
                                            std::to_string(vocab) + ")");
-  threads = std::min(threads, std::max<size_t>(1, n * vocab / kMinPerThread));
+  threads = args::Useful(threads, n * vocab, kMinPerThread);
   const float* px = x.Data();
   float* pg = grad.Data();
   double* pl = losses.Data();

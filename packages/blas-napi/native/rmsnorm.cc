@@ -75,7 +75,7 @@ Args Common(const Napi::CallbackInfo& info, size_t n, size_t threadsAt) {
     throw Napi::RangeError::New(info.Env(), "rmsnorm: w's length must be a multiple of 4 dividing x's");
   size_t threads = args::Positive(info, threadsAt, "rmsnorm", "threads");
   size_t rows = x.ElementLength() / h;
-  return {x, w, h, rows, std::min<size_t>(threads, std::max<size_t>(1, rows / kMinRowsPerThread))};
+  return {x, w, h, rows, args::Useful(threads, rows, kMinRowsPerThread)};
 }
 
 void Check(const Napi::CallbackInfo& info, bool ok, const char* what) {

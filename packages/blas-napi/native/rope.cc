@@ -55,7 +55,7 @@ Napi::Value Rope(const Napi::CallbackInfo& info) {
   if (c.ElementLength() != s.seq * s.d || sn.ElementLength() != s.seq * s.d)
     throw Napi::RangeError::New(env, "rope: cos and sin must be [seq, d]");
   size_t rows = n / s.d;
-  threads = std::min(threads, std::max<size_t>(1, rows / kMinRowsPerThread));
+  threads = args::Useful(threads, rows, kMinRowsPerThread);
   const float *px = src.Data(), *pc = c.Data(), *ps = sn.Data();
   float* po = out.Data();
   args::Split(rows, threads, [&](size_t r0, size_t r1) { Rotate(px, pc, ps, sign, s, r0, r1, po); });

@@ -66,15 +66,6 @@ __attribute__((target_clones("avx512f", "avx2", "default"))) void Backward(const
 // Below this many elements per thread, starting a thread costs more than it saves.
 constexpr size_t kMinPerThread = 1 << 16;
 
-size_t SameLength(const Napi::CallbackInfo& info, std::initializer_list<const Napi::Float32Array*> arrays,
-                  const char* fn) {
-  const size_t n = (*arrays.begin())->ElementLength();
-  for (const auto* a : arrays)
-    if (a->ElementLength() != n)
-      throw Napi::RangeError::New(info.Env(), std::string(fn) + ": the arrays must have the same length");
-  return n;
-}
-
 }  // namespace
 
 // swiglu(gate, up, out, threads)
@@ -83,8 +74,8 @@ Napi::Value Swiglu(const Napi::CallbackInfo& info) {
   if (info.Length() != 4) throw Napi::TypeError::New(info.Env(), "swiglu: expected 4 arguments");
   Napi::Float32Array a = args::Floats(info, 0, fn, "gate"), u = args::Floats(info, 1, fn, "up"),
                      out = args::Floats(info, 2, fn, "out");
-  const size_t n = SameLength(info, {&a, &u, &out}, fn);
-  const size_t threads = std::min(args::Positive(info, 3, fn, "threads"), std::max<size_t>(1, n / kMinPerThread));
+  const size_t n = args::SameLength(info, {&a, &u, &out}, fn);
+  const size_t threads = args::Useful(args::Positive(info, 3, fn, "threads"), n, kMinPerThread);
   args::Split(n, threads, [&](size_t i0, size_t i1) { Forward(a.Data(), u.Data(), out.Data(), i0, i1); }, 16);
   return info.Env().Undefined();
 }
@@ -96,8 +87,8 @@ Napi::Value SwigluBackward(const Napi::CallbackInfo& info) {
   Napi::Float32Array a = args::Floats(info, 0, fn, "gate"), u = args::Floats(info, 1, fn, "up"),
                      dy = args::Floats(info, 2, fn, "dy"), dGate = args::Floats(info, 3, fn, "dGate"),
                      dUp = args::Floats(info, 4, fn, "dUp");
-  const size_t n = SameLength(info, {&a, &u, &dy, &dGate, &dUp}, fn);
-  const size_t threads = std::min(args::Positive(info, 5, fn, "threads"), std::max<size_t>(1, n / kMinPerThread));
+  const size_t n = args::SameLength(info, {&a, &u, &dy, &dGate, &dUp}, fn);
+  const size_t threads = args::Useful(args::Positive(info, 5, fn, "threads"), n, kMinPerThread);
   args::Split(
       n, threads,
       [&](size_t i0, size_t i1) { Backward(a.Data(), u.Data(), dy.Data(), dGate.Data(), dUp.Data(), i0, i1); }, 16);

@@ -103,6 +103,20 @@ export function causalAttention(q: Tensor, k: Tensor, v: Tensor): Tensor {
   });
 }
 
+/** What both ORT graphs need: the group size, 1/sqrt(d), and the shapes of q, k/v and probs. */
+function graphShapes(dims: Dims) {
+  const { b, s, nh, nkv, d } = dims;
+  const rep = nh / nkv;
+  return {
+    ...dims,
+    rep,
+    scale: 1 / Math.sqrt(d),
+    qShape: [b, s, nh, d],
+    kvShape: [b, s, nkv, d],
+    pShape: [b, nkv, rep, s, s], // [b, nh, s, s] grouped by KV head
+  };
+}
+
 /** The forward as one ORT graph: out and probs ([b, nkv, rep, s, s], zeros above the diagonal). */
 export function ortAttentionForward(
   qv: Float32Array,
@@ -112,12 +126,7 @@ export function ortAttentionForward(
   out: Float32Array,
   probs: Float32Array,
 ): void {
-  const { b, s, nh, nkv, d } = dims;
-  const rep = nh / nkv;
-  const scale = 1 / Math.sqrt(d);
-  const qShape = [b, s, nh, d];
-  const kvShape = [b, s, nkv, d];
-  const pShape = [b, nkv, rep, s, s];
+  const { b, s, nh, nkv, rep, scale, qShape, kvShape, pShape } = graphShapes(dims);
   kernel((g) => {
     const qg = toGrouped(g, g.input("q", "float32", qShape), dims, s, nh);
     const kT = g.op("Transpose", [g.input("k", "float32", kvShape)], { perm: [0, 2, 3, 1] }); // [b, kv, d, s]
@@ -156,12 +165,7 @@ export function ortAttentionBackward(
   dims: Dims,
   [dq, dk, dv]: [Float32Array, Float32Array, Float32Array],
 ): void {
-  const { b, s, nh, nkv, d } = dims;
-  const rep = nh / nkv;
-  const scale = 1 / Math.sqrt(d);
-  const qShape = [b, s, nh, d];
-  const kvShape = [b, s, nkv, d];
-  const pShape = [b, nkv, rep, s, s];
+  const { b, s, nh, nkv, rep, scale, qShape, kvShape, pShape } = graphShapes(dims);
   kernel((g) => {
     const qg = toGrouped(g, g.input("q", "float32", qShape), dims, s, nh); // [b, kv, rep*s, d]
     const kg = toGrouped(g, g.input("k", "float32", kvShape), dims, s, nkv); // [b, kv, s, d]
