@@ -77,11 +77,16 @@ function accumulate(t: Tensor, g: Tensor, owned: boolean): void {
   for (let i = 0; i < dst.length; i++) dst[i] += src[i]!;
 }
 
+/** True when a and b are views of the same memory. */
+function sameMemory(a: Tensor, b: Tensor): boolean {
+  return a.storage.buffer === b.storage.buffer;
+}
+
 /** True when `grad` is a fresh buffer: not the incoming gradient and not handed to another input. */
 function isOwned(grad: Tensor, incoming: Tensor, all: (Tensor | null)[]): boolean {
-  if (grad.storage === incoming.storage) return false;
+  if (sameMemory(grad, incoming)) return false;
   let uses = 0;
-  for (const x of all) if (x && x.storage === grad.storage) uses++;
+  for (const x of all) if (x && sameMemory(x, grad)) uses++;
   return uses === 1;
 }
 
@@ -106,9 +111,13 @@ export function backward(root: Tensor, gradOutput?: Tensor): void {
   }
   const { order, leafEdges } = reverseTopological(root);
   const grads = new Map<Tensor, Tensor>([[root, seed]]);
+  // The tensors whose pending gradient no one but this loop holds (an op's fresh output, or the one view
+  // of such a gradient that an op like reshape passed on): once used, its memory goes back for reuse.
+  const owned = new Set<Tensor>();
   for (const t of order) {
     const g = grads.get(t);
     grads.delete(t);
+    const gOwned = owned.delete(t);
     const node = t.gradFn!;
     const fn = node.backwardFn;
     if (!fn) throw new Error(`backward through ${node.name} a second time: its saved tensors were freed`);
@@ -120,6 +129,8 @@ export function backward(root: Tensor, gradOutput?: Tensor): void {
           () => fn(g),
         )
       : [];
+    // the input gradients that view g's memory: with exactly one, it inherits g's ownership
+    const views = g ? inputGrads.filter((x) => x && sameMemory(x, g)) : [];
     node.inputs.forEach((input, i) => {
       if (!input) return;
       const gi = inputGrads[i];
@@ -129,11 +140,36 @@ export function backward(root: Tensor, gradOutput?: Tensor): void {
         leafEdges.set(input, left);
         if (left === 0) for (const h of input.postAccumulateGradHooks) h(input);
       } else if (gi) {
+        const giOwned = isOwned(gi, g!, inputGrads) || (gOwned && views.length === 1 && views[0] === gi);
         const prev = grads.get(input);
-        grads.set(input, prev ? timed("(grad accumulation)", () => addGrads(prev, gi)) : gi);
+        if (!prev) {
+          grads.set(input, gi);
+          if (giOwned) owned.add(input);
+          return;
+        }
+        grads.set(
+          input,
+          timed("(grad accumulation)", () => addGrads(prev, gi)),
+        );
+        if (owned.has(input)) recycle(prev);
+        if (giOwned) recycle(gi);
+        owned.add(input); // the sum is a fresh buffer
       }
     });
+    if (g && gOwned && views.length === 0) recycle(g);
   }
+}
+
+/** Hands a used gradient's memory back for reuse, when the tensor spans all of it. */
+function recycle(g: Tensor): void {
+  const s = g.storage;
+  if (
+    g.offset === 0 &&
+    g.numel === s.length &&
+    s.byteLength === s.buffer.byteLength &&
+    s instanceof Float32Array
+  )
+    recycleArray(s);
 }
 
 /** a + b into a new array: a plain loop until the ops layer plugs in a vectorized kernel. */
@@ -150,6 +186,16 @@ let addArrays = (a: Float32Array, b: Float32Array): Float32Array => {
  */
 export function setGradientAdder(add: (a: Float32Array, b: Float32Array) => Float32Array): void {
   addArrays = add;
+}
+
+let recycleArray = (_a: Float32Array): void => {};
+
+/**
+ * Sets where the gradients autograd is done with go: ops/alloc.ts keeps them for its next buffers of the
+ * same length (fewer new ArrayBuffers, so fewer garbage-collector cycles; see there).
+ */
+export function setGradientRecycler(recycle: (a: Float32Array) => void): void {
+  recycleArray = recycle;
 }
 
 /** a + b in a new buffer (a and b may be shared with other nodes, so neither is reused). */

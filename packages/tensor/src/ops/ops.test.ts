@@ -14,6 +14,7 @@ import { blasOrReason } from "../kernels/blas.ts";
 import { nativeLoss, ortLoss } from "./loss.ts";
 import { ortAttentionBackward, ortAttentionForward } from "./attention.ts";
 import { ortSwiglu, ortSwigluBackward } from "./elementwise.ts";
+import { uninitialized } from "./alloc.ts";
 
 const gen = new Generator(7, "ops-test");
 function rand(shape: number[], scale = 1): Tensor {
@@ -387,5 +388,36 @@ describe("autograd engine", () => {
     expect(y.detach().requiresGrad).toBe(false);
     expect(noGrad(() => x.mul(2)).requiresGrad).toBe(false);
     expect(() => y.sum().backward()).toThrow(/second time/);
+  });
+
+  it("hands back the gradients it is done with for reuse, never one still held, and reuse changes no bit", () => {
+    // x -> linear(w1) -> Spy -> reshape -> linear(w2) -> cross entropy; Spy's incoming gradient is
+    // linear(w2)'s fresh dx, which no one holds once linear(w1)'s backward has used it
+    const seen: Tensor[] = [];
+    const Spy = defineFunction({
+      name: "Spy",
+      forward: (_ctx, t: Tensor) => t,
+      backward: (_ctx, g) => (seen.push(g), [g]),
+    });
+    const [x, w1, w2] = [rand([2, 3, 8]), rand([16, 8]), rand([40, 16])];
+    for (const p of [x, w1, w2]) p.requiresGrad = true;
+    const targets = ids([6], 40);
+    const run = () => {
+      for (const p of [x, w1, w2]) p.grad = null;
+      const h = Spy(F.linear(x, w1)).retainGrad(); // [2, 3, 16]
+      F.cross_entropy(F.linear(h.reshape(6, 16), w2), targets).backward();
+      return [x, w1, w2, h].map((t) => t.grad!);
+    };
+    const first = run().map((g) => g.clone());
+    const held = run();
+    const dh = seen[1]!.storage;
+    const taken = Array.from({ length: 8 }, () => uninitialized(dh.length));
+    expect(taken).toContain(dh); // linear(w2)'s dx came back
+    // the leaves' gradients and the retained one (a copy) are never handed back
+    for (const g of held) {
+      const again = Array.from({ length: 8 }, () => uninitialized(g.numel));
+      expect(again.some((a) => a.buffer === g.storage.buffer)).toBe(false);
+    }
+    held.forEach((g, i) => expect(g.toArray()).toEqual(first[i]!.toArray()));
   });
 });
