@@ -5,8 +5,8 @@
 //                                  one later each round), then PyTorch
 //   pnpm bench -- --profile        where one step's time goes, op by op (forward and backward), after --warmup steps
 //   pnpm bench -- --remeasure-gemm forgets this host's stored GEMM choices (for this thread count) first
-// PyTorch runs on OpenBLAS's best kernels for the CPU (see torch_anchor.ts); our OpenBLAS gets the same
-// environment.
+// PyTorch runs on OpenBLAS's fastest kernels for the CPU (see torch_anchor.bench.ts); our OpenBLAS gets the
+// same environment.
 import fs from "node:fs";
 import os from "node:os";
 import { parse_args } from "@picotron/argparse";
@@ -74,11 +74,12 @@ const args = parse_args("fwd + bwd + AdamW throughput, ours next to PyTorch's", 
   warmup: { type: "int", default: 12, min: 0, help: "--profile: untimed steps before the profiled one" },
 });
 
-// PyTorch's environment first: when it drops OpenBLAS's overrides, ours drops them too, before our
-// OpenBLAS loads (on the first GEMM).
+// PyTorch's environment first: when it drops OpenBLAS's overrides or sets a faster core, ours does the same,
+// before our OpenBLAS loads (on the first GEMM).
 // (--profile too: it profiles the kernels the rounds run.)
 const fairEnv: TorchEnv | null = args.torch && torchAvailable() ? fairTorchEnv(args.threads) : null;
 for (const v of fairEnv?.removed ?? []) delete process.env[v];
+Object.assign(process.env, fairEnv?.set);
 const torchEnv = args.profile ? null : fairEnv;
 
 setNumThreads(args.threads);
@@ -263,6 +264,7 @@ if (torchEnv) {
   Object.assign(result, {
     torch_impl: torchImpl,
     torch_openblas_core: torchEnv.core,
+    torch_openblas_cores_gflops: torchEnv.cores,
     torch_env: torchEnv.note,
     torch_step_s: round4(torchStep),
     torch_tokens_per_s: +(tokensPerStep / torchStep).toFixed(1),

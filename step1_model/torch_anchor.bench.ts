@@ -1,12 +1,15 @@
 // Bench tooling (named *.bench.ts, like the bench itself, so the step diffs leave it out).
 // The bench's PyTorch side (../shared/anchors/torch_llama.py, run by /usr/bin/python3 when torch is
-// installed), on OpenBLAS's best kernels for this CPU: an inherited OPENBLAS_CORETYPE (e.g. Haswell, the
+// installed), on OpenBLAS's fastest kernels for this CPU: an inherited OPENBLAS_CORETYPE (e.g. Haswell, the
 // AVX2 kernels) would hold PyTorch back on an AVX-512 CPU, and OPENBLAS_L2_SIZE would mistune its blocking.
-// Both are removed, once a GEMM in that environment has matched a float64 reference. With 2 or more
-// threads, idle threads that spin take the cores the others compute on: PyTorch's intra-op pool is OpenMP
-// (libgomp), whose idle threads spin unless OMP_WAIT_POLICY=PASSIVE (on the bench step with 2 threads:
-// 1.09 s per step with it, 1.44-1.87 s without), and OpenBLAS's idle threads get the thread timeout ours
-// runs with (OPENBLAS_THREAD_TIMEOUT, see @picotron/blas-napi: 1.53-1.64 s against 1.81-2.13 s).
+// Both are removed, once a GEMM in that environment has matched a float64 reference. OpenBLAS's own pick of
+// kernels is not always its fastest either (AMD Zen 4, family 25: it picks Cooperlake, AVX-512 kernels that
+// this core runs as two 256-bit halves; its Haswell kernels ran the bench's products 4-7% faster), so each
+// core the CPU can run is measured on the bench's products and the fastest is set for both sides. With 2
+// or more threads, idle threads that spin take the cores the others compute on: PyTorch's intra-op pool is
+// OpenMP (libgomp), whose idle threads spin unless OMP_WAIT_POLICY=PASSIVE (on the bench step with 2
+// threads: 1.09 s per step with it, 1.44-1.87 s without), and OpenBLAS's idle threads get the thread
+// timeout ours runs with (OPENBLAS_THREAD_TIMEOUT, see @picotron/blas-napi: 1.53-1.64 s against 1.81-2.13 s).
 import { execFileSync, spawnSync } from "node:child_process";
 import fs from "node:fs";
 import path from "node:path";
@@ -30,15 +33,30 @@ export function torchAvailable(): boolean {
   return spawnSync(PYTHON, ["-c", "import torch"], { stdio: "ignore" }).status === 0;
 }
 
-// A [384, 512] x [512, 320] product in float32 against the same in float64: relative max error.
+// A [384, 512] x [512, 320] product in float32 against the same in float64 (relative max error), then
+// GFLOP/s on the bench step's three kinds of product (x w^T, g w, g^T x) over a slice of its LM head
+// ([1024 tokens, 576] and 8192 of the vocabulary's rows): the best of 5 of each, after one untimed.
 const GEMM_CHECK = `
-import json, torch
+import json, time, torch
 torch.manual_seed(0)
 a, b = torch.randn(384, 512), torch.randn(512, 320)
 ref = a.double() @ b.double()
-print(json.dumps({"err": ((a @ b).double() - ref).abs().max().item() / ref.abs().max().item()}))
+err = ((a @ b).double() - ref).abs().max().item() / ref.abs().max().item()
+x, w, g = torch.randn(1024, 576), torch.randn(8192, 576), torch.randn(1024, 8192)
+o_xw, o_gw, o_gx = torch.empty(1024, 8192), torch.empty(1024, 576), torch.empty(8192, 576)
+def best(f):
+    f(); t = float("inf")
+    for _ in range(5):
+        s = time.perf_counter(); f(); t = min(t, time.perf_counter() - s)
+    return t
+secs = (best(lambda: torch.mm(x, w.t(), out=o_xw)) + best(lambda: torch.mm(g, w, out=o_gw))
+        + best(lambda: torch.mm(g.t(), x, out=o_gx)))
+print(json.dumps({"err": err, "gflops": 3 * 2 * 1024 * 576 * 8192 / secs / 1e9}))
 `;
 const GEMM_TOLERANCE = 1e-5; // float32 sums of 512 terms: about 1e-7 relative, far below a wrong kernel
+// Another core replaces OpenBLAS's own pick only when it is at least this much faster (the measurement's
+// spread on a busy host is a few percent).
+const CORE_MARGIN = 1.02;
 
 export interface TorchEnv {
   env: NodeJS.ProcessEnv;
@@ -46,20 +64,53 @@ export interface TorchEnv {
   core: string;
   /** The variables removed from PyTorch's environment (empty when none was set or the check failed). */
   removed: string[];
+  /** The variables set in PyTorch's environment (OPENBLAS_CORETYPE when another core beat OpenBLAS's pick). */
+  set: Record<string, string>;
+  /** GFLOP/s of each core measured (that passed the check), "Cooperlake": 104. */
+  cores: Record<string, number>;
   note: string;
 }
 
-function gemmCheck(env: NodeJS.ProcessEnv): { err: number; core: string } {
+interface CoreCheck {
+  err: number;
+  gflops: number;
+  core: string;
+}
+
+function gemmCheck(env: NodeJS.ProcessEnv): CoreCheck {
   const r = spawnSync(PYTHON, ["-c", GEMM_CHECK], {
     env: { ...env, OPENBLAS_VERBOSE: "2" },
     encoding: "utf8",
   });
   const core = /Core:\s*(\S+)/.exec(r.stderr ?? "")?.[1] ?? "unknown";
-  if (r.status !== 0) return { err: Infinity, core };
-  return { err: (JSON.parse(r.stdout.trim().split("\n").pop()!) as { err: number }).err, core };
+  if (r.status !== 0) return { err: Infinity, gflops: 0, core };
+  const out = JSON.parse(r.stdout.trim().split("\n").pop()!) as { err: number; gflops: number };
+  return { ...out, core };
 }
 
-/** PyTorch's environment for `threads` threads: without OpenBLAS overrides when its GEMM checks out. */
+/**
+ * The OpenBLAS cores (OPENBLAS_CORETYPE's names) this CPU can run that could be faster than OpenBLAS's own
+ * pick, by the instructions their kernels need, from /proc/cpuinfo's flags (none elsewhere).
+ */
+function candidateCores(): string[] {
+  let flags = "";
+  try {
+    flags = /^flags\s*:(.*)$/m.exec(fs.readFileSync("/proc/cpuinfo", "utf8"))?.[1] ?? "";
+  } catch {
+    return [];
+  }
+  const has = (f: string) => flags.split(" ").includes(f);
+  const cores: string[] = [];
+  if (has("avx2") && has("fma")) cores.push("Haswell", "Zen");
+  if (has("avx512f") && has("avx512bw") && has("avx512vl")) cores.push("SkylakeX");
+  if (has("avx512_bf16")) cores.push("Cooperlake");
+  return cores;
+}
+
+/**
+ * PyTorch's environment for `threads` threads: without OpenBLAS overrides when its GEMM checks out, and on
+ * the fastest OpenBLAS core this CPU runs (each checked against float64 first).
+ */
 export function fairTorchEnv(threads: number): TorchEnv {
   const base: NodeJS.ProcessEnv = {
     ...process.env,
@@ -68,24 +119,57 @@ export function fairTorchEnv(threads: number): TorchEnv {
     OMP_WAIT_POLICY: "PASSIVE",
     OPENBLAS_THREAD_TIMEOUT: blasThreadTimeout(),
   };
-  const set = OPENBLAS_OVERRIDES.filter((v) => base[v] !== undefined);
+  const inheritedVars = OPENBLAS_OVERRIDES.filter((v) => base[v] !== undefined);
   const clean = { ...base };
-  for (const v of set) delete clean[v];
-  const check = gemmCheck(clean);
-  const inherited = set.map((v) => `${v}=${base[v]}`).join(" ");
+  for (const v of inheritedVars) delete clean[v];
+  const own = gemmCheck(clean);
+  const inherited = inheritedVars.map((v) => `${v}=${base[v]}`).join(" ");
   const idle = `; idle threads sleep (OMP_WAIT_POLICY=PASSIVE OPENBLAS_THREAD_TIMEOUT=${base.OPENBLAS_THREAD_TIMEOUT})`;
-  if (check.err <= GEMM_TOLERANCE) {
-    const note = set.length
-      ? `removed ${inherited}; GEMM check passed (rel err ${check.err.toExponential(1)})`
-      : `no OpenBLAS override set; GEMM check passed (rel err ${check.err.toExponential(1)})`;
-    return { env: clean, core: check.core, removed: set, note: note + idle };
+  if (own.err > GEMM_TOLERANCE) {
+    const kept = gemmCheck(base);
+    return {
+      env: base,
+      core: kept.core,
+      removed: [],
+      set: {},
+      cores: {},
+      note: `kept the environment as it is (${inherited || "no override"}): without it a GEMM did not match float64 (rel err ${own.err})${idle}`,
+    };
   }
-  const kept = gemmCheck(base);
+  // OpenBLAS's own pick and every other core the CPU runs, in turn, twice (each keeps its faster pass: the
+  // host's speed drifts between processes); a core whose kernels fail the check, or crash, is left out
+  const others = candidateCores().filter((c) => c.toLowerCase() !== own.core.toLowerCase());
+  const best = new Map<string, CoreCheck>([["", own]]);
+  for (let pass = 0; pass < 2; pass++) {
+    for (const core of pass === 0 ? others : ["", ...others]) {
+      if (pass === 1 && !best.has(core)) continue;
+      const c = gemmCheck(core ? { ...clean, OPENBLAS_CORETYPE: core } : clean);
+      const ok = c.err <= GEMM_TOLERANCE && (!core || c.core.toLowerCase() === core.toLowerCase());
+      if (!ok && core) best.delete(core);
+      else if (ok && c.gflops > (best.get(core)?.gflops ?? 0)) best.set(core, c);
+    }
+  }
+  const ownBest = best.get("")!;
+  const checks = [...best.values()];
+  const fastest = checks.reduce((a, b) => (b.gflops > a.gflops ? b : a));
+  const chosen = fastest.gflops >= ownBest.gflops * CORE_MARGIN ? fastest : ownBest;
+  const set: Record<string, string> = chosen === ownBest ? {} : { OPENBLAS_CORETYPE: chosen.core };
+  const cores = Object.fromEntries(checks.map((c) => [c.core, +c.gflops.toFixed(1)]));
+  const measured = checks
+    .map((c) => `${c.core} ${c.gflops.toFixed(0)}${c === ownBest ? " (OpenBLAS's pick)" : ""}`)
+    .join(", ");
+  const removedNote = inheritedVars.length ? `removed ${inherited}` : "no OpenBLAS override set";
+  const note =
+    `${removedNote}; GEMM check passed (rel err ${own.err.toExponential(1)}); ` +
+    `cores on the bench's products, GFLOP/s: ${measured}` +
+    (chosen === ownBest ? "" : `; set OPENBLAS_CORETYPE=${chosen.core} for both sides`);
   return {
-    env: base,
-    core: kept.core,
-    removed: [],
-    note: `kept the environment as it is (${inherited || "no override"}): without it a GEMM did not match float64 (rel err ${check.err})${idle}`,
+    env: { ...clean, ...set },
+    core: chosen.core,
+    removed: inheritedVars,
+    set,
+    cores,
+    note: note + idle,
   };
 }
 
