@@ -7,7 +7,6 @@
 //   pnpm bench -- --remeasure-gemm forgets this host's stored GEMM choices (for this thread count) first
 // PyTorch runs on OpenBLAS's fastest kernels for the CPU (see torch_anchor.bench.ts); our OpenBLAS gets the
 // same environment.
-import fs from "node:fs";
 import os from "node:os";
 import { parse_args } from "@picotron/argparse";
 import {
@@ -29,6 +28,7 @@ import { Llama, lossFn } from "./model.ts";
 import { randint } from "./utils.ts";
 import {
   OPENBLAS_OVERRIDES,
+  cpuinfo,
   fairTorchEnv,
   torchAvailable,
   torchProfile,
@@ -96,15 +96,10 @@ function flopsPerToken(n: number): number {
 /** "AMD EPYC (family 26, model 2, AVX-512)": the model, and from /proc/cpuinfo (Linux) family, model, AVX-512. */
 function cpuDescription(): string {
   const name = os.cpus()[0]?.model ?? "unknown CPU";
-  let info = "";
-  try {
-    info = fs.readFileSync("/proc/cpuinfo", "utf8").split("\n\n")[0]!;
-  } catch {
-    return name;
-  }
-  const field = (k: string) => new RegExp(`^${k}\\s*:\\s*(.*)$`, "m").exec(info)?.[1]?.trim();
-  const avx512 = / avx512f( |$)/m.test(field("flags") ?? "") ? "AVX-512" : "no AVX-512";
-  return `${name} (family ${field("cpu family") ?? "?"}, model ${field("model") ?? "?"}, ${avx512})`;
+  const info = cpuinfo();
+  if (!info.flags) return name;
+  const avx512 = info.flags.split(" ").includes("avx512f") ? "AVX-512" : "no AVX-512";
+  return `${name} (family ${info["cpu family"] ?? "?"}, model ${info.model ?? "?"}, ${avx512})`;
 }
 
 function median(xs: number[]): number {
