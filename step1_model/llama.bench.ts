@@ -3,7 +3,8 @@
 //   pnpm bench [-- --steps 4 --rounds 2 --threads 1 --gemm auto]
 //   pnpm bench -- --compare-gemm   each round runs auto, ort (MLAS) and blas (OpenBLAS), in turn (the first
 //                                  one later each round), then PyTorch
-//   pnpm bench -- --profile        where one step's time goes, op by op (forward and backward), after --warmup steps
+//   pnpm bench -- --profile        where one step's time goes, op by op (forward and backward)
+// Both start after --warmup untimed steps.
 //   pnpm bench -- --remeasure-gemm forgets this host's stored GEMM choices (for this thread count) first
 // PyTorch runs on OpenBLAS's fastest kernels for the CPU (see torch_anchor.bench.ts); our OpenBLAS gets the
 // same environment.
@@ -71,7 +72,12 @@ const args = parse_args("fwd + bwd + AdamW throughput, ours next to PyTorch's", 
   "remeasure-gemm": { type: "bool", default: false, help: "measure the GEMM choices again" },
   torch: { type: "bool", default: true, help: "also measure PyTorch (--no-torch to skip)" },
   profile: { type: "bool", default: false, help: "print one step's time per op instead" },
-  warmup: { type: "int", default: 12, min: 0, help: "--profile: untimed steps before the profiled one" },
+  warmup: {
+    type: "int",
+    default: 12,
+    min: 0,
+    help: "untimed steps before the rounds (shared by the backends compared) or the profiled steps",
+  },
 });
 
 // PyTorch's environment first: when it drops OpenBLAS's overrides or sets a faster core, ours does the same,
@@ -127,9 +133,10 @@ function trainStep(): void {
 }
 
 /** Seconds of each timed step (the first step of a round compiles kernels and is not counted). */
-function ourRound(): number[] {
+/** Seconds of each of `steps` timed steps, after one untimed step. */
+function ourRound(steps: number): number[] {
   const times: number[] = [];
-  for (let s = 0; s <= args.steps; s++) {
+  for (let s = 0; s <= steps; s++) {
     const t = performance.now();
     trainStep();
     times.push((performance.now() - t) / 1e3);
@@ -196,14 +203,31 @@ function measurePeaks(): void {
   }
 }
 measurePeaks();
+// Untimed steps first, on every backend compared in turn: a fresh process's first steps touch fresh memory
+// (slow in a VM) and auto's first products measure the choices; the backend that ran first would carry it
+// (2 threads, Zen 4: auto's first round 2.35, 1.89, 1.75 s/step, then 1.42-1.59 on the same kernels as
+// OpenBLAS alone; its median 3.6% below OpenBLAS alone).
+for (let s = 0; s < args.warmup; s++) {
+  setGemmBackend(modes[s % modes.length]!);
+  trainStep();
+}
 const ours: Record<string, number[][]> = Object.fromEntries(modes.map((m) => [m, []]));
 const theirs: number[] = [];
 let torchImpl = "";
+// With --compare-gemm each round runs the backends in turn, then in the reverse order, --steps split between
+// the two turns: a drift of the host's speed within the round then weighs on every backend alike (auto and
+// OpenBLAS alone on the same kernels, one turn each, once came out 7% apart when the host slowed down).
 for (let r = 0; r < args.rounds; r++) {
   // each round starts one backend later, so that none always runs first after PyTorch's process
-  for (const m of [...modes.slice(r % modes.length), ...modes.slice(0, r % modes.length)]) {
+  const turn = [...modes.slice(r % modes.length), ...modes.slice(0, r % modes.length)];
+  const half = modes.length > 1 ? Math.ceil(args.steps / 2) : args.steps;
+  for (const m of turn) {
     setGemmBackend(m);
-    ours[m]!.push(ourRound());
+    ours[m]!.push(ourRound(half));
+  }
+  for (const m of args.steps > half ? [...turn].reverse() : []) {
+    setGemmBackend(m);
+    ours[m]!.at(-1)!.push(...ourRound(args.steps - half));
   }
   if (torchEnv) {
     const t = torchRound(torchEnv.env, { ...args, steps: Math.max(args.steps, TORCH_MIN_STEPS) });

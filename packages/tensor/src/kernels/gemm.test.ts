@@ -97,32 +97,47 @@ describe("GEMM backends", () => {
     expect(Object.values(after).some((host) => key in host)).toBe(false);
   });
 
-  it("takes the faster library, and in a tie (within 10%) the one most earlier products chose", () => {
-    expect(chooseBackend(1.0, 0.8, ["ort", "ort"])).toBe("blas"); // 25% faster: a clear win
-    expect(chooseBackend(0.8, 1.0, ["blas"])).toBe("ort");
-    expect(chooseBackend(1.0, 0.93, ["ort", "ort", "blas"])).toBe("ort"); // a tie: the majority
-    expect(chooseBackend(0.93, 1.0, ["blas", "blas", "ort"])).toBe("blas");
-    expect(chooseBackend(1.0, 0.98, [])).toBe("blas"); // a tie and no majority: the faster
-    expect(chooseBackend(0.98, 1.0, ["ort", "blas"])).toBe("ort");
+  // seconds per call on each library: products measured before the one being chosen
+  const t = (ortS: number, blasS: number) => ({ ortS, blasS });
+
+  it("takes the faster library, and in a tie (within 10%) the one faster on the products so far", () => {
+    expect(chooseBackend(1.0, 0.8, [t(1, 2), t(1, 2)])).toBe("blas"); // 25% faster: a clear win
+    expect(chooseBackend(0.8, 1.0, [t(2, 1)])).toBe("ort");
+    expect(chooseBackend(1.0, 0.93, [t(1, 1.2), t(1, 1.2), t(1.1, 1)])).toBe("ort"); // a tie: MLAS so far
+    expect(chooseBackend(0.93, 1.0, [t(1.2, 1), t(1.2, 1), t(1, 1.1)])).toBe("blas");
+    expect(chooseBackend(1.0, 0.98, [])).toBe("blas"); // a tie and nothing before: the faster
+    expect(chooseBackend(0.98, 1.0, [t(1, 1.1), t(1.1, 1)])).toBe("ort");
   });
 
-  it("keeps a win against the majority only if the median of three measurements confirms it", () => {
+  it("weighs the products before a tie by their time, not their number", () => {
+    // the q projection tied by a hair for MLAS, then the LM head (60x the time) tied for OpenBLAS by 8%:
+    // counting choices, MLAS would have taken the LM head too; timed, OpenBLAS is faster on both together
+    const q = t(4.12e-3, 4.15e-3);
+    expect(chooseBackend(...([4.12e-3, 4.15e-3] as const), [])).toBe("ort");
+    const lmHead: [number, number] = [0.315, 0.29];
+    expect(chooseBackend(...lmHead, [q])).toBe("blas");
+    // and the small products after it follow OpenBLAS in a tie, though MLAS is a little faster on them
+    expect(chooseBackend(4.1e-3, 4.3e-3, [q, t(...lmHead)])).toBe("blas");
+  });
+
+  it("keeps a win against the faster library so far only if the median of three measurements confirms it", () => {
     const sequence = (...runs: [number, number][]) => {
       let i = 0;
       return { measure: (): [number, number] => runs[i++]!, count: () => i };
     };
-    // the majority (OpenBLAS) winning: one measurement is enough
+    const blasSoFar = [t(1.2, 1), t(1.2, 1)];
+    // OpenBLAS, faster so far, winning: one measurement is enough
     let m = sequence([1.0, 0.8]);
-    expect(measureChoice(m.measure, ["blas", "blas"]).backend).toBe("blas");
+    expect(measureChoice(m.measure, blasSoFar).backend).toBe("blas");
     expect(m.count()).toBe(1);
-    // MLAS 25% faster once, at a noisy moment, then slower twice: the majority stays
+    // MLAS 25% faster once, at a noisy moment, then slower twice: OpenBLAS stays
     m = sequence([0.8, 1.0], [1.3, 1.0], [1.2, 1.0]);
-    expect(measureChoice(m.measure, ["blas", "blas"])).toEqual({ backend: "blas", ortS: 1.2, blasS: 1.0 });
+    expect(measureChoice(m.measure, blasSoFar)).toEqual({ backend: "blas", ortS: 1.2, blasS: 1.0 });
     expect(m.count()).toBe(3);
     // MLAS faster in every measurement: it wins
     m = sequence([0.8, 1.0], [0.7, 1.0], [0.75, 1.0]);
-    expect(measureChoice(m.measure, ["blas"]).backend).toBe("ort");
-    // the first choice (no majority yet) is always measured three times
+    expect(measureChoice(m.measure, [t(1.2, 1)]).backend).toBe("ort");
+    // the first choice (nothing before it) is always measured three times
     m = sequence([1.0, 0.8], [1.0, 0.9], [1.0, 0.85]);
     expect(measureChoice(m.measure, []).backend).toBe("blas");
     expect(m.count()).toBe(3);

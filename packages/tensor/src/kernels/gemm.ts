@@ -1,9 +1,8 @@
 // GEMM on two libraries: onnxruntime's MLAS (always there) and the system's OpenBLAS (when its addon is
 // built). In "auto" mode (the default) each signature — shapes, transposes, thread count — runs on the
 // one that measured faster on this host, each call timed after a pause as between a step's products (in
-// a tie, the one most products before it chose); the choice is
-// measured once and stored (gemm_store.ts), so every run and every rank on the host computes with the
-// same kernels, bit for bit.
+// a tie, the one faster on the products measured so far); the choice is measured once and stored
+// (gemm_store.ts), so every run and every rank on the host computes with the same kernels, bit for bit.
 //   PICOTRON_GEMM=auto|ort|blas, or setGemmBackend(...) (the benches' --gemm flag).
 import os from "node:os";
 import { kernel, getNumThreads } from "./ort.ts";
@@ -82,8 +81,23 @@ function sigKey({ m, k, n, transA, transB }: GemmSig, variant: string): string {
   return `${m}x${k}x${n}|${t}${variant === "plain" ? "" : `|${variant}`}`;
 }
 
+/** The signature and variant a key names ("1024x576x49152|NT", "1024x49152x576|NN|wide-dx"). */
+function parseKey(key: string, from: string): { sig: GemmSig; variant: string } {
+  const match = /^(\d+)x(\d+)x(\d+)\|([NT])([NT])(?:\|(.+))?$/.exec(key);
+  if (!match) throw new RangeError(`${from}: "${key}" is not a signature like 64x32x16|NT`);
+  const [m, k, n] = [1, 2, 3].map((i) => Number(match[i]));
+  const sig = { m: m!, k: k!, n: n!, transA: match[4] === "T", transB: match[5] === "T" };
+  return { sig, variant: match[6] ?? "plain" };
+}
+
+/** Seconds per call on each library, from a choice's GFLOP/s. */
+function timing(key: string, c: GemmChoice): GemmTiming {
+  const { m, k, n } = parseKey(key, "gemm").sig;
+  return { ortS: (2 * m * k * n) / (c.ort_gflops * 1e9), blasS: (2 * m * k * n) / (c.blas_gflops * 1e9) };
+}
+
 /** How choices are measured: choices stored by an earlier way of measuring are measured again. */
-const METHOD = "cold-timed";
+const METHOD = "cold-timed, ties by time";
 
 /** Identifies the host and everything a measurement depends on. */
 function hostKey(): string {
@@ -132,37 +146,49 @@ const used = new Map<string, GemmChoice>();
  */
 const TIE = 0.1;
 
+/** One product's seconds per call on each library. */
+export interface GemmTiming {
+  ortS: number;
+  blasS: number;
+}
+
 /**
- * The faster library for a product, except in a tie: that goes to the library most of the products chosen
- * before it run on. A product on the other library wakes that library's sleeping threads and finds its
- * caches cold: on the 2-thread bench step, one tied shape on MLAS among 14 on OpenBLAS measured 3% slower,
- * round after round, than all 15 on OpenBLAS.
+ * The library that runs these products faster as a whole (their seconds summed; null when none or equal).
+ * The sum weighs each product by its time, so the LM head's products outweigh a dozen small ones.
  */
-export function chooseBackend(ortS: number, blasS: number, before: readonly GemmBackend[]): GemmBackend {
+function home(timings: readonly GemmTiming[]): GemmBackend | null {
+  const ort = timings.reduce((s, t) => s + t.ortS, 0);
+  const blas = timings.reduce((s, t) => s + t.blasS, 0);
+  return ort === blas ? null : blas < ort ? "blas" : "ort";
+}
+
+/**
+ * The faster library for a product, except in a tie: that goes to the library faster on the products
+ * measured before it and this one together. A product on the other library wakes that library's sleeping
+ * threads and finds its caches cold: on the 2-thread bench step, one tied shape on MLAS among 14 on
+ * OpenBLAS measured 3% slower, round after round, than all 15 on OpenBLAS. Ties once went to the library
+ * most earlier products had chosen, counted, not timed: then the first, small product's coin flip decided
+ * every tie after it (2 threads, Zen 4: MLAS by 165 to 164 GFLOP/s on the q projection, then MLAS for the
+ * LM head too, 184 against OpenBLAS's 200; the step ran 3.6% slower than on OpenBLAS alone).
+ */
+export function chooseBackend(ortS: number, blasS: number, before: readonly GemmTiming[]): GemmBackend {
   const faster: GemmBackend = blasS < ortS ? "blas" : "ort";
   if (Math.max(ortS, blasS) > Math.min(ortS, blasS) * (1 + TIE)) return faster;
-  return majority(before) ?? faster;
-}
-
-/** The library most of these products run on (null when none or as many on each). */
-function majority(before: readonly GemmBackend[]): GemmBackend | null {
-  const onBlas = before.filter((b) => b === "blas").length;
-  const onOrt = before.length - onBlas;
-  return onBlas === onOrt ? null : onBlas > onOrt ? "blas" : "ort";
+  return home([...before, { ortS, blasS }]) ?? faster;
 }
 
 /**
- * Measures a product on both libraries and chooses. A choice against the majority (or the first choice,
- * which makes one) holds only if it holds on the median of three measurements: a single one taken at a
- * noisy moment would be stored for good (on 2 threads, one shape measured MLAS >10% faster when chosen,
- * then 70 against 250 GFLOP/s for the rest of the run).
+ * Measures a product on both libraries and chooses. A choice against the library faster on the products
+ * before it (or the first choice, which makes one) holds only if it holds on the median of three
+ * measurements: a single one taken at a noisy moment would be stored for good (on 2 threads, one shape
+ * measured MLAS >10% faster when chosen, then 70 against 250 GFLOP/s for the rest of the run).
  */
 export function measureChoice(
   measure: () => [ortS: number, blasS: number],
-  before: readonly GemmBackend[],
+  before: readonly GemmTiming[],
 ): { backend: GemmBackend; ortS: number; blasS: number } {
   const runs = [measure()];
-  const expected = majority(before);
+  const expected = home(before);
   if (expected === null || chooseBackend(...runs[0]!, before) !== expected) runs.push(measure(), measure());
   const mid = (i: 0 | 1) => runs.map((r) => r[i]).sort((a, b) => a - b)[Math.floor(runs.length / 2)]!;
   const [ortS, blasS] = [mid(0), mid(1)];
@@ -191,7 +217,7 @@ export function gemmBackendFor(
   if (!choice) {
     choice = storedOrMeasured(hostKey(), key, () => {
       const impl = variants.get(variant)!;
-      const before = [...used.values()].map((c) => c.backend);
+      const before = [...used].map(([k, c]) => timing(k, c));
       const { backend, ortS, blasS } = measureChoice(
         () =>
           timeBoth(
@@ -229,11 +255,8 @@ export function gemmInto(
  * now on arbitrary data, alternating; blas is null without the addon.
  */
 export function measureGemmShape(key: string): { ort_gflops: number; blas_gflops: number | null } {
-  const match = /^(\d+)x(\d+)x(\d+)\|([NT])([NT])(?:\|(.+))?$/.exec(key);
-  if (!match) throw new RangeError(`measureGemmShape: "${key}" is not a signature like 64x32x16|NT`);
-  const [m, k, n] = [1, 2, 3].map((i) => Number(match[i]));
-  const sig = { m: m!, k: k!, n: n!, transA: match[4] === "T", transB: match[5] === "T" };
-  const impl = variants.get(match[6] ?? "plain");
+  const { sig, variant } = parseKey(key, "measureGemmShape");
+  const impl = variants.get(variant);
   if (!impl) throw new RangeError(`measureGemmShape: unknown variant in "${key}"`);
   const a = Float32Array.from({ length: sig.m * sig.k }, (_, i) => ((i * 7919) % 1000) / 1000 - 0.5);
   const b = Float32Array.from({ length: sig.k * sig.n }, (_, i) => ((i * 104729) % 1000) / 1000 - 0.5);
