@@ -1,11 +1,11 @@
 // pnpm bench: fwd + bwd + AdamW throughput of the Llama, next to PyTorch's on the same work
 // (../shared/anchors/torch_llama.py bench, when python3-torch is installed), rounds alternating.
 //   pnpm bench [-- --steps 4 --rounds 2 --threads 1 --gemm auto]
-//   pnpm bench -- --compare-gemm   each round runs auto, ort (MLAS) and blas (OpenBLAS), in turn (the first
-//                                  one later each round), then PyTorch
+//   pnpm bench -- --compare-gemm   each round runs auto, ort (MLAS) and blas (OpenBLAS) in turn (the first
+//                                  one later each round), then in reverse, then PyTorch
 //   pnpm bench -- --profile        where one step's time goes, op by op (forward and backward)
-// Both start after --warmup untimed steps.
 //   pnpm bench -- --remeasure-gemm forgets this host's stored GEMM choices (for this thread count) first
+// Our rounds and profiled steps start after --warmup untimed steps.
 // PyTorch runs on OpenBLAS's fastest kernels for the CPU (see torch_anchor.bench.ts); our OpenBLAS gets the
 // same environment.
 import os from "node:os";
@@ -132,8 +132,7 @@ function trainStep(): void {
   optimizer.step();
 }
 
-/** Seconds of each timed step (the first step of a round compiles kernels and is not counted). */
-/** Seconds of each of `steps` timed steps, after one untimed step. */
+/** Seconds of each of `steps` timed steps, after one untimed step (a switch of backend finds cold caches). */
 function ourRound(steps: number): number[] {
   const times: number[] = [];
   for (let s = 0; s <= steps; s++) {
